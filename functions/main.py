@@ -1,0 +1,140 @@
+"""Cloud Functions entry points (functions-framework targets).
+
+Each one reads the request, calls one service, and maps the result to an
+HTTP status and a JSON body from the contract. Configuration is validated
+here, at import, so a bad value stops the instance before it serves.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import flask
+import functions_framework
+from paynow import runtime
+from paynow.domain.errors import (
+    BodyTooLarge,
+    InvalidPayload,
+    PipelineError,
+    Rejection,
+    TransientError,
+)
+from paynow.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from paynow.observability import WEBHOOK_HANDLED, WEBHOOK_REJECTED, elapsed_ms, log
+
+MAX_BODY_BYTES = 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+SETTINGS = runtime.settings()
+
+
+@functions_framework.http
+def paynow_webhook(request: flask.Request) -> flask.Response:
+    """PayNow's webhook: verify, record, then queue or process (``WEBHOOK_MODE``)."""
+    started = time.perf_counter()
+    if request.method != "POST":
+        return _answer(405, {"error": "method_not_allowed", "message": "use POST"})
+    try:
+        raw = _read_body(request)
+        result = runtime.webhook().accept(
+            raw, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+        )
+    except PipelineError as exc:
+        status = _status_of(exc)
+        log(
+            "WARNING" if status < 500 else "ERROR",
+            "webhook refused",
+            metric=WEBHOOK_REJECTED,
+            errorCode=exc.code,
+            httpStatus=status,
+            mode=SETTINGS.webhook_mode,
+            latencyMs=elapsed_ms(started),
+        )
+        return _answer(status, {"error": exc.code, "message": exc.message})
+    except Exception as exc:  # a bug: answer 500 so PayNow retries, never lose the event
+        return _internal_error(exc, "paynow_webhook")
+    body: dict[str, Any] = {"status": result.status, "eventId": result.event_id}
+    if result.error:
+        body["error"] = result.error
+    log(
+        "INFO",
+        "webhook answered",
+        metric=WEBHOOK_HANDLED,
+        eventId=result.event_id,
+        outcome=result.status,
+        mode=SETTINGS.webhook_mode,
+        latencyMs=elapsed_ms(started),
+    )
+    return _answer(200, body)
+
+
+@functions_framework.http
+def paynow_worker(request: flask.Request) -> flask.Response:
+    """The push subscription's endpoint: 2xx acknowledges, 5xx has Pub/Sub redeliver."""
+    if request.method != "POST":
+        return _answer(405, {"error": "method_not_allowed", "message": "use POST"})
+    try:
+        verifier = runtime.push_verifier()
+        if verifier is not None:
+            verifier.verify(request.headers.get("Authorization"))
+        raw = _read_body(request)
+        result = runtime.worker().handle(raw)
+    except PipelineError as exc:
+        status = _status_of(exc)
+        if status in (401, 403):
+            log(
+                "WARNING",
+                "push refused",
+                metric=WEBHOOK_REJECTED,
+                errorCode=exc.code,
+                httpStatus=status,
+                target="paynow_worker",
+            )
+        return _answer(status, {"error": exc.code, "message": exc.message})
+    except Exception as exc:  # a bug: answer 500 so Pub/Sub redelivers
+        return _internal_error(exc, "paynow_worker")
+    body: dict[str, Any] = {"status": result.status, "eventId": result.event_id}
+    if result.error:
+        body["error"] = result.error
+    return _answer(200, body)
+
+
+def _read_body(request: flask.Request) -> bytes:
+    """Read at most ``MAX_BODY_BYTES``: a larger body is refused before it is held whole."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"body is over {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = request.stream.read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"body is over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+
+
+def _status_of(exc: PipelineError) -> int:
+    if isinstance(exc, Rejection):
+        return exc.status
+    if isinstance(exc, InvalidPayload):
+        return 400
+    if isinstance(exc, TransientError):
+        return 503
+    return 500
+
+
+def _internal_error(exc: Exception, target: str) -> flask.Response:
+    # The exception's text may quote input; log its type only.
+    log("ERROR", "unexpected error", target=target, errorType=type(exc).__name__)
+    return _answer(500, {"error": "internal", "message": "unexpected error; retry later"})
+
+
+def _answer(status: int, body: dict[str, Any]) -> flask.Response:
+    response = flask.jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response

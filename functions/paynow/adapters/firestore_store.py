@@ -1,0 +1,335 @@
+"""The event store on Firestore: records, the points transaction, indexes, ledger.
+
+Collections and fields are the contract of ARCHITECTURE.md. The transaction
+reads everything an event's rule needs in one ``get_all`` round trip (event
+record, catalog entries, order, subscription), then writes the balance (as
+an increment, so the user document is never read and never contended), the
+ledger entry, the order/subscription index and the event status, all or
+nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from paynow.adapters.google_errors import calling
+from paynow.domain import events as ev
+from paynow.domain import points
+from paynow.domain.errors import EventMismatch, EventNotVisible
+from paynow.service.ports import (
+    DEAD_LETTERED,
+    FINAL_STATES,
+    RECEIVED,
+    Processed,
+)
+
+EVENTS = "webhookEvents"
+USERS = "users"
+LEDGER = "pointsLedger"
+ORDERS = "paynowOrders"
+SUBSCRIPTIONS = "paynowSubscriptions"
+CATALOG = "pointsCatalog"
+REJECTIONS = "rejectedPayloads"
+CALL_TIMEOUT_SECONDS = 10.0
+
+_clients: dict[str, firestore.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def client(project: str) -> firestore.Client:
+    """One Firestore client per process, created on first use (never per request)."""
+    with _clients_lock:
+        if project not in _clients:
+            _clients[project] = firestore.Client(project=project)
+        return _clients[project]
+
+
+class FirestoreEventStore:
+    def __init__(self, db: firestore.Client, ttl_days: int) -> None:
+        self._db = db
+        self._ttl = timedelta(days=ttl_days)
+
+    # --- records ---------------------------------------------------------
+
+    def _event_ref(self, event_id: str) -> Any:
+        return self._db.collection(EVENTS).document(event_id)
+
+    def _new_record(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
+        return {
+            "eventType": event.event_type,
+            "userId": event.user_id,
+            "customerId": event.customer_id,
+            "status": RECEIVED,
+            "mode": mode,
+            "receivedAt": firestore.SERVER_TIMESTAMP,
+            "processedAt": None,
+            "attempts": 0,
+            "lastError": None,
+            "expireAt": datetime.now(UTC) + self._ttl,
+            "data": event.record_data(),
+        }
+
+    def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
+        ref = self._event_ref(event.event_id)
+        with calling("Firestore"):
+            try:
+                ref.create(self._new_record(event, mode), timeout=CALL_TIMEOUT_SECONDS)
+                return None
+            except gexc.AlreadyExists:
+                snap = ref.get(timeout=CALL_TIMEOUT_SECONDS)
+                return str(snap.get("status")) if snap.exists else RECEIVED
+
+    def event_status(self, event_id: str) -> dict[str, Any] | None:
+        with calling("Firestore"):
+            snap = self._event_ref(event_id).get(timeout=CALL_TIMEOUT_SECONDS)
+        return snap.to_dict() if snap.exists else None
+
+    # --- the points transaction -------------------------------------------
+
+    def process(self, event: ev.PayNowEvent | None, event_id: str, mode: str) -> Processed:
+        with calling("Firestore"):
+            transaction = self._db.transaction(max_attempts=8)
+            result: Processed = firestore.transactional(self._apply)(
+                transaction, event, event_id, mode
+            )
+            return result
+
+    def _apply(self, txn: Any, given: ev.PayNowEvent | None, event_id: str, mode: str) -> Processed:
+        event_ref = self._event_ref(event_id)
+        record = _read(txn, [event_ref])[event_ref.path]
+        if record is not None and record.get("status") in FINAL_STATES:
+            return Processed(status="duplicate")
+        if given is None:
+            if record is None:
+                raise EventNotVisible(f"event {event_id} has no record yet")
+            event = _event_from_record(event_id, record)
+        else:
+            event = given
+        need = points.needs(event)
+        refs = {
+            "catalog": [self._db.collection(CATALOG).document(p) for p in need.product_ids],
+            "order": [self._db.collection(ORDERS).document(need.order_id)] if need.order_id else [],
+            "subscription": [self._db.collection(SUBSCRIPTIONS).document(need.subscription_id)]
+            if need.subscription_id
+            else [],
+        }
+        docs = _read(txn, [r for group in refs.values() for r in group])
+        catalog = {
+            r.id: int(doc["points"])
+            for r in refs["catalog"]
+            if (doc := docs[r.path]) is not None and _is_int(doc.get("points"))
+        }
+        order = _order_state(docs[refs["order"][0].path]) if refs["order"] else None
+        sub = (
+            _subscription_state(docs[refs["subscription"][0].path])
+            if refs["subscription"]
+            else None
+        )
+        outcome = points.apply(event, catalog, order, sub)
+        self._write(txn, event, event_ref, record, mode, outcome)
+        return Processed(status=outcome.status, outcome=outcome)
+
+    def _write(
+        self,
+        txn: Any,
+        event: ev.PayNowEvent,
+        event_ref: Any,
+        record: dict[str, Any] | None,
+        mode: str,
+        outcome: points.Outcome,
+    ) -> None:
+        now = firestore.SERVER_TIMESTAMP
+        if outcome.ledger and outcome.user_id:
+            user_ref = self._db.collection(USERS).document(outcome.user_id)
+            txn.set(
+                user_ref,
+                {"points": firestore.Increment(outcome.delta), "updatedAt": now},
+                merge=True,
+            )
+            txn.set(
+                user_ref.collection(LEDGER).document(event.event_id),
+                {
+                    "delta": outcome.delta,
+                    "eventId": event.event_id,
+                    "eventType": event.event_type,
+                    "orderId": outcome.order_id,
+                    "reason": outcome.reason,
+                    "createdAt": now,
+                },
+            )
+        if outcome.order is not None and outcome.order_id:
+            o = outcome.order
+            txn.set(
+                self._db.collection(ORDERS).document(outcome.order_id),
+                {
+                    "userId": o.user_id,
+                    "customerId": o.customer_id,
+                    "totalAmount": o.total_amount,
+                    "currency": o.currency,
+                    "pointsCredited": o.points_credited,
+                    "refundedAmount": o.refunded_amount,
+                    "pointsReversed": o.points_reversed,
+                    "updatedAt": now,
+                },
+            )
+        if outcome.subscription is not None:
+            sub_id, s = outcome.subscription
+            txn.set(
+                self._db.collection(SUBSCRIPTIONS).document(sub_id),
+                {
+                    "userId": s.user_id,
+                    "customerId": s.customer_id,
+                    "productId": s.product_id,
+                    "status": s.status,
+                    "currentPeriodEnd": s.current_period_end,
+                    "updatedAt": now,
+                },
+            )
+        final = {
+            "status": outcome.status,
+            "processedAt": now,
+            "userId": outcome.user_id or event.user_id,
+        }
+        if record is None:
+            txn.set(event_ref, {**self._new_record(event, mode), **final})
+        else:
+            txn.update(event_ref, final)
+
+    # --- failures ---------------------------------------------------------
+
+    def mark_dead_lettered(
+        self, event: ev.PayNowEvent | None, event_id: str, mode: str, code: str, message: str
+    ) -> None:
+        ref = self._event_ref(event_id)
+
+        def mark(txn: Any) -> None:
+            record = _read(txn, [ref])[ref.path]
+            fields = {
+                "status": DEAD_LETTERED,
+                "processedAt": firestore.SERVER_TIMESTAMP,
+                "lastError": {"code": code, "message": message},
+            }
+            if record is None:
+                if event is None:
+                    return  # nothing to mark: the DLQ message is the only trace
+                txn.set(ref, {**self._new_record(event, mode), **fields})
+            elif record.get("status") not in FINAL_STATES:
+                txn.update(ref, fields)
+
+        with calling("Firestore"):
+            firestore.transactional(mark)(self._db.transaction())
+
+    def record_failure(self, event_id: str, code: str, message: str) -> int:
+        ref = self._event_ref(event_id)
+        with calling("Firestore"):
+            try:
+                ref.update(
+                    {
+                        "attempts": firestore.Increment(1),
+                        "lastError": {"code": code, "message": message},
+                    },
+                    timeout=CALL_TIMEOUT_SECONDS,
+                )
+            except gexc.NotFound:
+                return 0
+            snap = ref.get(field_paths=["attempts"], timeout=CALL_TIMEOUT_SECONDS)
+        value = snap.get("attempts") if snap.exists else 0
+        return int(value) if _is_int(value) else 0
+
+    def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
+        with calling("Firestore"):
+            mine = self._event_ref(event_id).get(field_paths=["receivedAt"])
+            received_at = mine.get("receivedAt") if mine.exists else None
+            query = (
+                self._db.collection(EVENTS)
+                .where(filter=FieldFilter("customerId", "==", customer_id))
+                .where(filter=FieldFilter("status", "==", RECEIVED))
+                .limit(50)
+            )
+            for snap in query.stream(timeout=CALL_TIMEOUT_SECONDS):
+                if snap.id == event_id:
+                    continue
+                theirs = snap.get("receivedAt")
+                if received_at is None or theirs is None or theirs < received_at:
+                    return True
+        return False
+
+    def rejection_seen(self, digest: str) -> bool:
+        with calling("Firestore"):
+            snap = (
+                self._db.collection(REJECTIONS)
+                .document(digest)
+                .get(field_paths=["errorCode"], timeout=CALL_TIMEOUT_SECONDS)
+            )
+        return bool(snap.exists)
+
+    def remember_rejection(self, digest: str, code: str) -> None:
+        with calling("Firestore"):
+            self._db.collection(REJECTIONS).document(digest).set(
+                {
+                    "errorCode": code,
+                    "receivedAt": firestore.SERVER_TIMESTAMP,
+                    "expireAt": datetime.now(UTC) + self._ttl,
+                },
+                timeout=CALL_TIMEOUT_SECONDS,
+            )
+
+
+# --- snapshot readers ------------------------------------------------------
+
+
+def _read(txn: Any, refs: list[Any]) -> dict[str, dict[str, Any] | None]:
+    out: dict[str, dict[str, Any] | None] = {r.path: None for r in refs}
+    if refs:
+        for snap in txn.get_all(refs, timeout=CALL_TIMEOUT_SECONDS):
+            out[snap.reference.path] = snap.to_dict() if snap.exists else None
+    return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _event_from_record(event_id: str, record: dict[str, Any]) -> ev.PayNowEvent:
+    data = record.get("data")
+    if not isinstance(data, dict):
+        raise EventMismatch(f"stored event {event_id} has no data")
+    return ev.from_record(
+        event_id,
+        str(record.get("eventType", "")),
+        record.get("customerId"),
+        record.get("userId"),
+        data,
+    )
+
+
+def _order_state(doc: dict[str, Any] | None) -> points.OrderState | None:
+    if doc is None:
+        return None
+    return points.OrderState(
+        user_id=str(doc["userId"]),
+        customer_id=doc.get("customerId"),
+        total_amount=int(doc.get("totalAmount", 0)),
+        currency=str(doc.get("currency", "")),
+        points_credited=int(doc.get("pointsCredited", 0)),
+        refunded_amount=int(doc.get("refundedAmount", 0)),
+        points_reversed=int(doc.get("pointsReversed", 0)),
+    )
+
+
+def _subscription_state(doc: dict[str, Any] | None) -> points.SubscriptionState | None:
+    if doc is None:
+        return None
+    return points.SubscriptionState(
+        user_id=doc.get("userId"),
+        customer_id=doc.get("customerId"),
+        product_id=str(doc.get("productId", "")),
+        status=str(doc.get("status", "")),
+        current_period_end=doc.get("currentPeriodEnd"),
+    )

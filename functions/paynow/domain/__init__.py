@@ -1,0 +1,1 @@
+"""Pure domain: no Google client is imported anywhere below this package."""

@@ -1,0 +1,295 @@
+"""PayNow payloads parsed into normalized events that carry no personal data.
+
+Parsing is two steps because they fail differently: ``parse_envelope`` finds
+the event id and type (a body without them is ``invalid_payload``, answered
+400), and ``normalize`` reads the fields the event type needs (a body without
+them is ``event_mismatch``, dead-lettered under its event id). Only ids,
+product ids, quantities, amounts, currency, status and period end survive:
+emails, names, IPs and the raw body never leave this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeGuard
+
+from paynow.domain.errors import EventMismatch, InvalidPayload
+
+MAX_ID_LENGTH = 128
+MAX_QUANTITY = 1_000_000
+# Firestore document ids: no "/", not "." or "..", not "__x__"; we also keep them printable.
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.@+=]{1,128}$")
+
+
+class EventType(StrEnum):
+    ORDER_COMPLETED = "ON_ORDER_COMPLETED"
+    REFUND = "ON_REFUND"
+    CHARGEBACK = "ON_CHARGEBACK"
+    SUBSCRIPTION_ACTIVATED = "ON_SUBSCRIPTION_ACTIVATED"
+    SUBSCRIPTION_RENEWED = "ON_SUBSCRIPTION_RENEWED"
+    SUBSCRIPTION_CANCELED = "ON_SUBSCRIPTION_CANCELED"
+
+
+SUBSCRIPTION_TYPES = frozenset(
+    {
+        EventType.SUBSCRIPTION_ACTIVATED,
+        EventType.SUBSCRIPTION_RENEWED,
+        EventType.SUBSCRIPTION_CANCELED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderCompleted:
+    order_id: str
+    lines: tuple[OrderLine, ...]
+    total_amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """A refund or a chargeback of (part of) an order."""
+
+    reversal_id: str
+    order_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    subscription_id: str
+    product_id: str
+    status: str
+    current_period_end: str | None
+
+
+Details = OrderCompleted | Reversal | SubscriptionChange | None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The parts of a signed body every later step needs, before type-specific parsing."""
+
+    event_id: str
+    event_type: str
+    body: Any
+
+
+@dataclass(frozen=True)
+class PayNowEvent:
+    event_id: str
+    event_type: str
+    customer_id: str | None
+    user_id: str | None
+    details: Details
+
+    @property
+    def handled(self) -> bool:
+        """False for event types the points rules ignore."""
+        return self.event_type in EventType.__members__.values()
+
+    @property
+    def ordering_key(self) -> str:
+        """One customer's events are processed one at a time, in order."""
+        return self.customer_id or self.event_id
+
+    def record_data(self) -> dict[str, Any]:
+        """The ``data`` map stored on ``webhookEvents/{id}``: what processing needs, no PII."""
+        d = self.details
+        if isinstance(d, OrderCompleted):
+            return {
+                "orderId": d.order_id,
+                "lines": [{"productId": x.product_id, "quantity": x.quantity} for x in d.lines],
+                "totalAmount": d.total_amount,
+                "currency": d.currency,
+            }
+        if isinstance(d, Reversal):
+            return {
+                "reversalId": d.reversal_id,
+                "orderId": d.order_id,
+                "amount": d.amount,
+                "currency": d.currency,
+            }
+        if isinstance(d, SubscriptionChange):
+            return {
+                "subscriptionId": d.subscription_id,
+                "productId": d.product_id,
+                "status": d.status,
+                "currentPeriodEnd": d.current_period_end,
+            }
+        return {}
+
+
+def is_valid_id(value: object) -> TypeGuard[str]:
+    """True for an id that is safe as a Firestore document id and a log field."""
+    return isinstance(value, str) and bool(_ID_PATTERN.match(value)) and value not in {".", ".."}
+
+
+def parse_envelope(raw: bytes) -> Envelope:
+    """Decode a signed body; raise ``InvalidPayload`` when it is not a PayNow event."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidPayload("body is not UTF-8 JSON") from exc
+    if not isinstance(doc, dict):
+        raise InvalidPayload("body is not a JSON object")
+    event_id, event_type = doc.get("event_id"), doc.get("event_type")
+    if not is_valid_id(event_id):
+        raise InvalidPayload("event_id is missing or not an id string")
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_ID_LENGTH:
+        raise InvalidPayload("event_type is missing or not a string")
+    return Envelope(event_id=event_id, event_type=event_type, body=doc.get("body"))
+
+
+def normalize(envelope: Envelope, user_id_key: str) -> PayNowEvent:
+    """Read what the event type needs; raise ``EventMismatch`` when a field is missing."""
+    body = envelope.body
+    handled = envelope.event_type in EventType.__members__.values()
+    if not isinstance(body, dict):
+        if handled:
+            raise EventMismatch(f"{envelope.event_type} needs an object in body")
+        body = {}
+    details: Details = None
+    if envelope.event_type == EventType.ORDER_COMPLETED:
+        details = _order(body)
+    elif envelope.event_type in (EventType.REFUND, EventType.CHARGEBACK):
+        details = _reversal(body)
+    elif envelope.event_type in SUBSCRIPTION_TYPES:
+        details = _subscription(body)
+    return PayNowEvent(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        customer_id=_customer_id(body),
+        user_id=_user_id(body, user_id_key),
+        details=details,
+    )
+
+
+def from_record(
+    event_id: str,
+    event_type: str,
+    customer_id: str | None,
+    user_id: str | None,
+    data: dict[str, Any],
+) -> PayNowEvent:
+    """Rebuild the event the worker processes from its stored record."""
+    try:
+        details: Details = None
+        if event_type == EventType.ORDER_COMPLETED:
+            details = OrderCompleted(
+                order_id=data["orderId"],
+                lines=tuple(OrderLine(x["productId"], int(x["quantity"])) for x in data["lines"]),
+                total_amount=int(data["totalAmount"]),
+                currency=data["currency"],
+            )
+        elif event_type in (EventType.REFUND, EventType.CHARGEBACK):
+            details = Reversal(
+                reversal_id=data["reversalId"],
+                order_id=data["orderId"],
+                amount=int(data["amount"]),
+                currency=data["currency"],
+            )
+        elif event_type in SUBSCRIPTION_TYPES:
+            details = SubscriptionChange(
+                subscription_id=data["subscriptionId"],
+                product_id=data["productId"],
+                status=data["status"],
+                current_period_end=data.get("currentPeriodEnd"),
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EventMismatch(f"stored data of {event_type} is incomplete") from exc
+    return PayNowEvent(event_id, event_type, customer_id, user_id, details)
+
+
+# --- field readers ---------------------------------------------------------
+
+
+def _text(obj: dict[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not is_valid_id(value):
+        raise EventMismatch(f"{where}.{key} must be an id string")
+    return value
+
+
+def _amount(obj: dict[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise EventMismatch(f"{where}.{key} must be a non-negative integer amount in cents")
+    return value
+
+
+def _currency(obj: dict[str, Any]) -> str:
+    value = obj.get("currency")
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value):
+        raise EventMismatch("body.currency must be a 3-letter currency code")
+    return value.lower()
+
+
+def _order(body: dict[str, Any]) -> OrderCompleted:
+    lines = body.get("lines")
+    if not isinstance(lines, list) or not lines:
+        raise EventMismatch("body.lines must be a non-empty list")
+    parsed = []
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise EventMismatch(f"body.lines[{i}] must be an object")
+        quantity = line.get("quantity")
+        if (
+            isinstance(quantity, bool)
+            or not isinstance(quantity, int)
+            or not 1 <= quantity <= MAX_QUANTITY
+        ):
+            raise EventMismatch(f"body.lines[{i}].quantity must be an integer from 1")
+        parsed.append(OrderLine(_text(line, "product_id", f"body.lines[{i}]"), quantity))
+    return OrderCompleted(
+        order_id=_text(body, "id", "body"),
+        lines=tuple(parsed),
+        total_amount=_amount(body, "total_amount", "body"),
+        currency=_currency(body),
+    )
+
+
+def _reversal(body: dict[str, Any]) -> Reversal:
+    return Reversal(
+        reversal_id=_text(body, "id", "body"),
+        order_id=_text(body, "order_id", "body"),
+        amount=_amount(body, "amount", "body"),
+        currency=_currency(body),
+    )
+
+
+def _subscription(body: dict[str, Any]) -> SubscriptionChange:
+    status = body.get("status")
+    period_end = body.get("current_period_end")
+    return SubscriptionChange(
+        subscription_id=_text(body, "id", "body"),
+        product_id=_text(body, "product_id", "body"),
+        status=status if isinstance(status, str) and len(status) <= 32 else "",
+        current_period_end=period_end
+        if isinstance(period_end, str) and len(period_end) <= 40
+        else None,
+    )
+
+
+def _customer_id(body: dict[str, Any]) -> str | None:
+    customer = body.get("customer")
+    candidate = customer.get("id") if isinstance(customer, dict) else body.get("customer_id")
+    return candidate if is_valid_id(candidate) else None
+
+
+def _user_id(body: dict[str, Any], key: str) -> str | None:
+    checkout = body.get("checkout")
+    metadata = checkout.get("metadata") if isinstance(checkout, dict) else None
+    candidate = metadata.get(key) if isinstance(metadata, dict) else None
+    return candidate if is_valid_id(candidate) else None

@@ -1,0 +1,74 @@
+"""Wiring: settings, clients and services built once per process, on first use.
+
+Entry points call these; nothing here runs at import, so a cold start pays
+only for what the first request's path needs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from paynow import config
+from paynow.config import Settings
+from paynow.service.webhook import WebhookService
+from paynow.service.worker import WorkerService
+
+if TYPE_CHECKING:
+    from paynow.adapters.firestore_store import FirestoreEventStore
+    from paynow.adapters.oidc import OidcVerifier
+    from paynow.adapters.pubsub_publisher import PubSubPublisher
+
+
+@functools.cache
+def settings() -> Settings:
+    return config.load()
+
+
+@functools.cache
+def store() -> FirestoreEventStore:
+    from paynow.adapters import firestore_store
+
+    s = settings()
+    return firestore_store.FirestoreEventStore(firestore_store.client(s.project), s.event_ttl_days)
+
+
+@functools.cache
+def publisher() -> PubSubPublisher:
+    from paynow.adapters import pubsub_publisher
+
+    s = settings()
+    return pubsub_publisher.PubSubPublisher(
+        pubsub_publisher.publisher_client(), s.topic_path, s.dlq_topic_path
+    )
+
+
+@functools.cache
+def webhook() -> WebhookService:
+    from paynow.adapters.secrets import SecretManagerSecrets, StaticSecrets
+
+    s = settings()
+    secrets: StaticSecrets | SecretManagerSecrets
+    if s.webhook_secret:
+        secrets = StaticSecrets(s.webhook_secret, s.webhook_secret_previous)
+    else:
+        assert s.webhook_secret_id is not None  # config.load requires one of the two
+        secrets = SecretManagerSecrets(s.webhook_secret_id, s.webhook_secret_previous)
+    return WebhookService(s, store(), publisher(), secrets)
+
+
+@functools.cache
+def worker() -> WorkerService:
+    return WorkerService(settings(), store(), publisher())
+
+
+@functools.cache
+def push_verifier() -> OidcVerifier | None:
+    """The push token verifier, or None when PUSH_AUTH=none (emulator only)."""
+    s = settings()
+    if s.push_auth == "none":
+        return None
+    from paynow.adapters.oidc import OidcVerifier
+
+    assert s.push_audience and s.push_service_account
+    return OidcVerifier(s.push_audience, s.push_service_account, s.oidc_certs_url)

@@ -1,0 +1,1 @@
+"""Use cases: ``accept`` a webhook, ``process`` a queued event, ``reconcile`` stuck ones."""

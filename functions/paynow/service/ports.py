@@ -1,0 +1,74 @@
+"""What the use cases need from the outside world, as interfaces.
+
+The Firestore and Pub/Sub adapters implement these; unit tests use fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from paynow.domain.events import PayNowEvent
+from paynow.domain.messages import DeadLetter, QueueMessage
+from paynow.domain.points import Outcome
+
+# The event record state machine: received -> processed | ignored | dead_lettered
+RECEIVED = "received"
+PROCESSED = "processed"
+IGNORED = "ignored"
+DEAD_LETTERED = "dead_lettered"
+FINAL_STATES = frozenset({PROCESSED, IGNORED, DEAD_LETTERED})
+
+
+@dataclass(frozen=True)
+class Processed:
+    """Result of one processing transaction: ``status`` is the event's state after it."""
+
+    status: str  # processed | ignored | duplicate
+    outcome: Outcome | None = None
+
+
+class EventStore(Protocol):
+    def record_received(self, event: PayNowEvent, mode: str) -> str | None:
+        """Create ``webhookEvents/{id}`` as received; return None, or the status already stored."""
+
+    def process(self, event: PayNowEvent | None, event_id: str, mode: str) -> Processed:
+        """Apply the points rule in one transaction, exactly once per event id.
+
+        With ``event`` (sync mode) the record is created in the same
+        transaction when absent; without it (worker) the stored record is
+        loaded, and a missing one raises ``EventNotVisible``.
+        """
+
+    def mark_dead_lettered(
+        self, event: PayNowEvent | None, event_id: str, mode: str, code: str, message: str
+    ) -> None:
+        """Move a not-yet-final event to ``dead_lettered`` with its last error."""
+
+    def record_failure(self, event_id: str, code: str, message: str) -> int:
+        """Count a failed attempt on the record; return the attempts so far."""
+
+    def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
+        """True when an earlier event of this customer is still ``received``."""
+
+    def rejection_seen(self, digest: str) -> bool:
+        """True when a rejected body with this SHA-256 was already kept in the DLQ."""
+
+    def remember_rejection(self, digest: str, code: str) -> None:
+        """Note that a rejected body was kept in the DLQ, so a retry does not keep it again."""
+
+    def event_status(self, event_id: str) -> dict[str, Any] | None:
+        """The stored record, or None."""
+
+
+class PendingPublish(Protocol):
+    def wait(self) -> str:
+        """Block until the message is durable; return its id or raise ``TransientError``."""
+
+
+class Publisher(Protocol):
+    def publish(self, message: QueueMessage) -> PendingPublish:
+        """Start publishing to the main topic with the message's ordering key."""
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Publish to the dead-letter topic and wait until it is durable."""

@@ -1,0 +1,164 @@
+"""``accept``: a signed PayNow webhook becomes a durable event record.
+
+Queue mode records the event and publishes its ids-only message
+concurrently, answering once both are durable (the slower of the two, not
+their sum). Sync mode runs the same transaction the worker runs, creating
+the record inside it, so a failure leaves nothing half-applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from paynow.config import Settings
+from paynow.domain import signature
+from paynow.domain.errors import (
+    AwaitingEarlierEvent,
+    EventMismatch,
+    InvalidPayload,
+    InvalidSignature,
+    NoUserId,
+    OrderNotFound,
+    TerminalError,
+)
+from paynow.domain.events import PayNowEvent, normalize, parse_envelope
+from paynow.domain.messages import QueueMessage
+from paynow.observability import QUEUE_PUBLISH_LATENCY, QUEUE_PUBLISHED, elapsed_ms, log
+from paynow.service.dead_letter import dead_letter
+from paynow.service.ports import FINAL_STATES, EventStore, Publisher
+
+# Terminal errors that may only mean an earlier event of the customer is still queued.
+ORDER_DEPENDENT = (OrderNotFound, NoUserId)
+
+
+class SecretSource(Protocol):
+    def current(self) -> tuple[str, ...]: ...
+    def refresh(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What the webhook answers (always 200): ``status`` as in the HTTP contract."""
+
+    status: str  # accepted | processed | duplicate | ignored | dead_lettered
+    event_id: str
+    error: str | None = None
+
+
+class WebhookService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        publisher: Publisher,
+        secrets: SecretSource,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._publisher = publisher
+        self._secrets = secrets
+        self._clock = clock
+
+    def accept(self, raw: bytes, sig: str | None, timestamp: str | None) -> Accepted:
+        """Verify, parse and record one webhook, or raise the error that says why not."""
+        self._verify(raw, sig, timestamp)
+        try:
+            envelope = parse_envelope(raw)
+        except InvalidPayload as exc:
+            self._keep_rejected_body(raw, exc)
+            raise
+        try:
+            event = normalize(envelope, self._settings.user_id_key)
+        except EventMismatch as exc:
+            bare = PayNowEvent(envelope.event_id, envelope.event_type, None, None, None)
+            return self._dead_letter(bare, exc, data=raw)
+        if self._settings.webhook_mode == "queue" and event.handled:
+            return self._enqueue(event)
+        return self._process_inline(event)
+
+    # --- steps --------------------------------------------------------------
+
+    def _verify(self, raw: bytes, sig: str | None, timestamp: str | None) -> None:
+        tolerance = self._settings.signature_tolerance_seconds
+        now = self._clock()
+        try:
+            signature.verify(raw, sig, timestamp, self._secrets.current(), tolerance, now)
+        except InvalidSignature:
+            # A secret rotated in Secret Manager shows up as a mismatch: re-read once.
+            if not (sig and timestamp and self._secrets.refresh()):
+                raise
+            signature.verify(raw, sig, timestamp, self._secrets.current(), tolerance, now)
+
+    def _keep_rejected_body(self, raw: bytes, error: InvalidPayload) -> None:
+        """Keep a signed-but-unreadable body once in the DLQ; PayNow retries 400s."""
+        digest = hashlib.sha256(raw).hexdigest()
+        if self._store.rejection_seen(digest):
+            return
+        dead_letter(
+            self._store,
+            self._publisher,
+            error,
+            data=raw,
+            event_id=None,
+            event=None,
+            mode=self._settings.webhook_mode,
+            attempts=1,
+            source="webhook",
+        )
+        self._store.remember_rejection(digest, error.code)
+
+    def _enqueue(self, event: PayNowEvent) -> Accepted:
+        started = time.perf_counter()
+        pending = self._publisher.publish(QueueMessage.for_event(event))
+        existing = self._store.record_received(event, "queue")
+        pending.wait()
+        log(
+            "INFO",
+            "event published",
+            metric=QUEUE_PUBLISHED,
+            eventId=event.event_id,
+            eventType=event.event_type,
+            mode="queue",
+            latencyMs=elapsed_ms(started),
+            latencyMetric=QUEUE_PUBLISH_LATENCY,
+        )
+        if existing in FINAL_STATES:
+            return Accepted("duplicate", event.event_id)
+        return Accepted("accepted", event.event_id)
+
+    def _process_inline(self, event: PayNowEvent) -> Accepted:
+        try:
+            result = self._store.process(event, event.event_id, self._settings.webhook_mode)
+        except ORDER_DEPENDENT as exc:
+            if event.customer_id and self._store.has_pending_predecessor(
+                event.event_id, event.customer_id
+            ):
+                raise AwaitingEarlierEvent(
+                    "an earlier event of this customer is still queued"
+                ) from exc
+            return self._dead_letter(event, exc, data=QueueMessage.for_event(event).data())
+        except TerminalError as exc:
+            return self._dead_letter(event, exc, data=QueueMessage.for_event(event).data())
+        return Accepted(result.status, event.event_id)
+
+    def _dead_letter(self, event: PayNowEvent, error: TerminalError, data: bytes) -> Accepted:
+        record = self._store.event_status(event.event_id)
+        if record is not None and record.get("status") in FINAL_STATES:
+            return Accepted("duplicate", event.event_id)
+        dead_letter(
+            self._store,
+            self._publisher,
+            error,
+            data=data,
+            event_id=event.event_id,
+            event=event,
+            mode=self._settings.webhook_mode,
+            attempts=1,
+            source="webhook",
+        )
+        return Accepted("dead_lettered", event.event_id, error=error.code)
