@@ -1,0 +1,59 @@
+"""Sign and send one PayNow sample event to a webhook (the local stack's by default).
+
+    .venv/bin/python scripts/send_webhook.py order_completed
+    .venv/bin/python scripts/send_webhook.py refund --url https://REGION-PROJECT.cloudfunctions.net/paynow_webhook
+
+The sample is re-stamped and re-signed; ``--fresh`` gives it new ids so the
+same sample can be sent again without being a duplicate. The secret comes
+from PAYNOW_WEBHOOK_SECRET (or the local stack's demo secret), never an argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.localstack import DEMO_SECRET  # noqa: E402
+from scripts.payloads import SAMPLE_NAMES, encode, sample, signed  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("event", choices=SAMPLE_NAMES)
+    parser.add_argument(
+        "--url", default=os.environ.get("PAYNOW_WEBHOOK_URL", "http://127.0.0.1:8080/")
+    )
+    parser.add_argument("--fresh", action="store_true", help="give the event a new event id")
+    parser.add_argument("--user-id", help="override checkout metadata user_id")
+    args = parser.parse_args()
+    doc = sample(args.event)
+    if args.fresh:
+        doc["event_id"] = f"demo-{uuid.uuid4().hex[:16]}"
+    if args.user_id and isinstance(doc["body"].get("checkout"), dict):
+        doc["body"]["checkout"]["metadata"] = {"user_id": args.user_id}
+    secret = os.environ.get("PAYNOW_WEBHOOK_SECRET", DEMO_SECRET)
+    body, headers = signed(encode(doc), secret)
+    request = urllib.request.Request(args.url, data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            status, answer = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, answer = exc.code, exc.read()
+    print(f"{status} {answer.decode('utf-8', 'replace').strip()}")
+    try:
+        json.loads(answer)
+    except ValueError:
+        return 1
+    return 0 if status < 300 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""The whole pipeline on the emulators, served by functions-framework, for integration tests.
+
+Processes started once per session:
+- ``worker``: the push endpoint of ``paynow-events-push`` (PUSH_AUTH=none, as the
+  emulator's push carries no token), reaching Firestore and Pub/Sub through
+  TCP proxies the tests can cut;
+- ``webhook_queue`` (WEBHOOK_MODE=queue) through the same proxies;
+- ``webhook_sync`` (WEBHOOK_MODE=sync), direct;
+- ``worker_oidc``: a worker with real OIDC verification against a local issuer.
+Every test uses its own ids, so tests never see each other's users or orders.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+import requests
+from google.cloud import firestore, pubsub_v1
+
+from scripts import localstack, payloads
+from tests.conftest import Emulators
+from tests.support.oidc import CertsServer, KeyPair
+from tests.support.tcp_proxy import TcpProxy
+
+SECRET = "integration-secret"  # noqa: S105
+PREVIOUS_SECRET = "integration-previous-secret"  # noqa: S105
+PUSH_SA = "push-invoker@demo-paynow.iam.gserviceaccount.com"
+WORKER_MAX_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+@dataclass
+class Stack:
+    emulators: Emulators
+    firestore_proxy: TcpProxy
+    pubsub_proxy: TcpProxy
+    webhook_queue: str
+    webhook_sync: str
+    worker: str
+    worker_oidc: str
+    issuer: KeyPair
+    stranger: KeyPair
+    certs: CertsServer
+    processes: dict[str, localstack.Process] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def stack(emulators: Emulators) -> Iterator[Stack]:
+    fs_host, fs_port = emulators.firestore_host.split(":")
+    ps_host, ps_port = emulators.pubsub_host.split(":")
+    fs_proxy, ps_proxy = TcpProxy(fs_host, int(fs_port)), TcpProxy(ps_host, int(ps_port))
+    issuer, stranger = KeyPair("issuer-key"), KeyPair("stranger-key")
+    certs = CertsServer(issuer)
+    ports = {name: localstack.free_port() for name in ("worker", "wq", "ws", "wo")}
+    urls = {name: f"http://127.0.0.1:{port}/" for name, port in ports.items()}
+    localstack.provision_pubsub(urls["worker"])
+    localstack.seed_catalog()
+    common = {
+        "PAYNOW_WEBHOOK_SECRET": SECRET,
+        "PAYNOW_WEBHOOK_SECRET_PREVIOUS": PREVIOUS_SECRET,
+        "MAX_DELIVERY_ATTEMPTS": str(WORKER_MAX_ATTEMPTS),
+    }
+    proxied = {
+        "FIRESTORE_EMULATOR_HOST": fs_proxy.address,
+        "PUBSUB_EMULATOR_HOST": ps_proxy.address,
+    }
+
+    def env(mode: str, **extra: str) -> dict[str, str]:
+        return localstack.function_env(
+            pubsub_host=emulators.pubsub_host,
+            firestore_host=emulators.firestore_host,
+            mode=mode,
+            extra={**common, **extra},
+        )
+
+    procs: dict[str, localstack.Process] = {}
+    try:
+        procs["worker"] = localstack.start_function(
+            "it-worker", "paynow_worker", ports["worker"], env("sync", **proxied)
+        )
+        procs["webhook_queue"] = localstack.start_function(
+            "it-webhook-queue", "paynow_webhook", ports["wq"], env("queue", **proxied)
+        )
+        procs["webhook_sync"] = localstack.start_function(
+            "it-webhook-sync", "paynow_webhook", ports["ws"], env("sync")
+        )
+        procs["worker_oidc"] = localstack.start_function(
+            "it-worker-oidc",
+            "paynow_worker",
+            ports["wo"],
+            env(
+                "sync",
+                PUSH_AUTH="oidc",
+                OIDC_CERTS_URL=certs.url,
+                PUSH_AUDIENCE=urls["wo"],
+                PUSH_SERVICE_ACCOUNT=PUSH_SA,
+            ),
+        )
+        yield Stack(
+            emulators=emulators,
+            firestore_proxy=fs_proxy,
+            pubsub_proxy=ps_proxy,
+            webhook_queue=urls["wq"],
+            webhook_sync=urls["ws"],
+            worker=urls["worker"],
+            worker_oidc=urls["wo"],
+            issuer=issuer,
+            stranger=stranger,
+            certs=certs,
+            processes=procs,
+        )
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        fs_proxy.close()
+        ps_proxy.close()
+        certs.close()
+
+
+@pytest.fixture(scope="session")
+def db(emulators: Emulators) -> firestore.Client:
+    return firestore.Client(project=emulators.project)
+
+
+@pytest.fixture
+def ids() -> Callable[[str], str]:
+    """Unique ids for one test: ``ids("user")`` -> ``user-<test-unique>``."""
+    run = uuid.uuid4().hex[:10]
+    return lambda kind: f"{kind}-{run}"
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with what it last saw."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
+
+
+def send(
+    url: str, doc: dict[str, Any] | bytes, secret: str = SECRET, **kw: Any
+) -> requests.Response:
+    body, headers = payloads.signed(doc, secret)
+    headers.update(kw.pop("headers", {}))
+    return requests.post(url, data=body, headers=headers, timeout=60, **kw)
+
+
+def event(db: firestore.Client, event_id: str) -> dict[str, Any] | None:
+    snap = db.collection("webhookEvents").document(event_id).get()
+    return snap.to_dict() if snap.exists else None
+
+
+def status_of(db: firestore.Client, event_id: str) -> str | None:
+    record = event(db, event_id)
+    return record["status"] if record else None
+
+
+def balance(db: firestore.Client, user_id: str) -> int | None:
+    snap = db.collection("users").document(user_id).get()
+    return snap.get("points") if snap.exists else None
+
+
+def ledger(db: firestore.Client, user_id: str) -> dict[str, dict[str, Any]]:
+    docs = db.collection("users").document(user_id).collection("pointsLedger").stream()
+    return {d.id: d.to_dict() for d in docs}
+
+
+def push_envelope(data: bytes | dict[str, Any], **attributes: str) -> dict[str, Any]:
+    """A push body shaped like Pub/Sub's, for deliveries the test makes itself."""
+    import base64
+
+    raw = json.dumps(data).encode() if isinstance(data, dict) else data
+    return {
+        "message": {
+            "data": base64.b64encode(raw).decode(),
+            "attributes": attributes,
+            "messageId": uuid.uuid4().hex,
+            "publishTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        "subscription": f"projects/{localstack.PROJECT}/subscriptions/test",
+    }
+
+
+class DeadLetterReader:
+    """A pull subscription on the DLQ topic made for one test: it sees only what comes after."""
+
+    def __init__(self, project: str) -> None:
+        self._subscriber = pubsub_v1.SubscriberClient()
+        topic = f"projects/{project}/topics/{localstack.DLQ_TOPIC}"
+        self.path = self._subscriber.subscription_path(project, f"dlq-test-{uuid.uuid4().hex[:8]}")
+        self._subscriber.create_subscription(request={"name": self.path, "topic": topic})
+        self.seen: list[Any] = []
+
+    def pull(self) -> list[Any]:
+        response = self._subscriber.pull(
+            request={"subscription": self.path, "max_messages": 100}, timeout=5
+        )
+        if response.received_messages:
+            self._subscriber.acknowledge(
+                request={
+                    "subscription": self.path,
+                    "ack_ids": [m.ack_id for m in response.received_messages],
+                }
+            )
+        self.seen.extend(m.message for m in response.received_messages)
+        return self.seen
+
+    def for_event(self, event_id: str, timeout: float = 20.0) -> list[Any]:
+        return wait_for(
+            lambda: [m for m in self.pull() if m.attributes.get("eventId") == event_id], timeout
+        )
+
+    def close(self) -> None:
+        self._subscriber.delete_subscription(request={"subscription": self.path})
+
+
+@pytest.fixture
+def dlq(stack: Stack) -> Iterator[DeadLetterReader]:
+    reader = DeadLetterReader(stack.emulators.project)
+    yield reader
+    reader.close()
