@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.localstack import DEMO_SECRET  # noqa: E402
-from scripts.payloads import SAMPLE_NAMES, encode, sample, signed  # noqa: E402
+from scripts.localstack import DEMO_SECRET
+from scripts.payloads import SAMPLE_NAMES, encode, sample, signed
 
 
 def main() -> int:

@@ -2,9 +2,10 @@
 
 Processes started once per session:
 - ``worker``: the push endpoint of ``paynow-events-push`` (PUSH_AUTH=none, as the
-  emulator's push carries no token), reaching Firestore and Pub/Sub through
-  TCP proxies the tests can cut;
-- ``webhook_queue`` (WEBHOOK_MODE=queue) through the same proxies;
+  emulator's push carries no token), reaching Firestore through a TCP proxy
+  the tests can cut (``worker_firestore``);
+- ``webhook_queue`` (WEBHOOK_MODE=queue), reaching Firestore and Pub/Sub through
+  proxies of its own (``webhook_firestore``, ``webhook_pubsub``);
 - ``webhook_sync`` (WEBHOOK_MODE=sync), direct;
 - ``worker_oidc``: a worker with real OIDC verification against a local issuer.
 Every test uses its own ids, so tests never see each other's users or orders.
@@ -28,8 +29,8 @@ from tests.conftest import Emulators
 from tests.support.oidc import CertsServer, KeyPair
 from tests.support.tcp_proxy import TcpProxy
 
-SECRET = "integration-secret"  # noqa: S105
-PREVIOUS_SECRET = "integration-previous-secret"  # noqa: S105
+SECRET = "integration-secret"
+PREVIOUS_SECRET = "integration-previous-secret"
 PUSH_SA = "push-invoker@demo-paynow.iam.gserviceaccount.com"
 WORKER_MAX_ATTEMPTS = 5
 T = TypeVar("T")
@@ -38,8 +39,9 @@ T = TypeVar("T")
 @dataclass
 class Stack:
     emulators: Emulators
-    firestore_proxy: TcpProxy
-    pubsub_proxy: TcpProxy
+    worker_firestore: TcpProxy
+    webhook_firestore: TcpProxy
+    webhook_pubsub: TcpProxy
     webhook_queue: str
     webhook_sync: str
     worker: str
@@ -54,7 +56,9 @@ class Stack:
 def stack(emulators: Emulators) -> Iterator[Stack]:
     fs_host, fs_port = emulators.firestore_host.split(":")
     ps_host, ps_port = emulators.pubsub_host.split(":")
-    fs_proxy, ps_proxy = TcpProxy(fs_host, int(fs_port)), TcpProxy(ps_host, int(ps_port))
+    worker_fs = TcpProxy(fs_host, int(fs_port))
+    webhook_fs, webhook_ps = TcpProxy(fs_host, int(fs_port)), TcpProxy(ps_host, int(ps_port))
+    proxies = (worker_fs, webhook_fs, webhook_ps)
     issuer, stranger = KeyPair("issuer-key"), KeyPair("stranger-key")
     certs = CertsServer(issuer)
     ports = {name: localstack.free_port() for name in ("worker", "wq", "ws", "wo")}
@@ -65,10 +69,6 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
         "PAYNOW_WEBHOOK_SECRET": SECRET,
         "PAYNOW_WEBHOOK_SECRET_PREVIOUS": PREVIOUS_SECRET,
         "MAX_DELIVERY_ATTEMPTS": str(WORKER_MAX_ATTEMPTS),
-    }
-    proxied = {
-        "FIRESTORE_EMULATOR_HOST": fs_proxy.address,
-        "PUBSUB_EMULATOR_HOST": ps_proxy.address,
     }
 
     def env(mode: str, **extra: str) -> dict[str, str]:
@@ -82,10 +82,20 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
     procs: dict[str, localstack.Process] = {}
     try:
         procs["worker"] = localstack.start_function(
-            "it-worker", "paynow_worker", ports["worker"], env("sync", **proxied)
+            "it-worker",
+            "paynow_worker",
+            ports["worker"],
+            env("sync", FIRESTORE_EMULATOR_HOST=worker_fs.address),
         )
         procs["webhook_queue"] = localstack.start_function(
-            "it-webhook-queue", "paynow_webhook", ports["wq"], env("queue", **proxied)
+            "it-webhook-queue",
+            "paynow_webhook",
+            ports["wq"],
+            env(
+                "queue",
+                FIRESTORE_EMULATOR_HOST=webhook_fs.address,
+                PUBSUB_EMULATOR_HOST=webhook_ps.address,
+            ),
         )
         procs["webhook_sync"] = localstack.start_function(
             "it-webhook-sync", "paynow_webhook", ports["ws"], env("sync")
@@ -104,8 +114,9 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
         )
         yield Stack(
             emulators=emulators,
-            firestore_proxy=fs_proxy,
-            pubsub_proxy=ps_proxy,
+            worker_firestore=worker_fs,
+            webhook_firestore=webhook_fs,
+            webhook_pubsub=webhook_ps,
             webhook_queue=urls["wq"],
             webhook_sync=urls["ws"],
             worker=urls["worker"],
@@ -118,8 +129,8 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
     finally:
         for proc in procs.values():
             proc.stop()
-        fs_proxy.close()
-        ps_proxy.close()
+        for proxy in proxies:
+            proxy.close()
         certs.close()
 
 
@@ -155,14 +166,15 @@ def send(
     return requests.post(url, data=body, headers=headers, timeout=60, **kw)
 
 
-def event(db: firestore.Client, event_id: str) -> dict[str, Any] | None:
+def event(db: firestore.Client, event_id: str) -> dict[str, Any]:
     snap = db.collection("webhookEvents").document(event_id).get()
-    return snap.to_dict() if snap.exists else None
+    assert snap.exists, f"no record webhookEvents/{event_id}"
+    return dict(snap.to_dict() or {})
 
 
 def status_of(db: firestore.Client, event_id: str) -> str | None:
-    record = event(db, event_id)
-    return record["status"] if record else None
+    snap = db.collection("webhookEvents").document(event_id).get()
+    return snap.get("status") if snap.exists else None
 
 
 def balance(db: firestore.Client, user_id: str) -> int | None:

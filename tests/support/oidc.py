@@ -54,7 +54,7 @@ class KeyPair:
         }
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
-        return jwt.encode(self._signer, claims).decode()
+        return str(jwt.encode(self._signer, claims).decode())
 
 
 class CertsServer:

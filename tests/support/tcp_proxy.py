@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 
 
 class TcpProxy:
@@ -39,7 +40,7 @@ class TcpProxy:
             self._cut = False
 
     @contextlib.contextmanager
-    def down(self):  # type: ignore[no-untyped-def]
+    def down(self) -> Iterator[TcpProxy]:
         self.cut()
         try:
             yield self

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -37,6 +38,9 @@ SUBSCRIPTIONS = "paynowSubscriptions"
 CATALOG = "pointsCatalog"
 REJECTIONS = "rejectedPayloads"
 CALL_TIMEOUT_SECONDS = 10.0
+# Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
+_RETRY = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS)
+_CALL: dict[str, Any] = {"retry": _RETRY, "timeout": CALL_TIMEOUT_SECONDS}
 
 _clients: dict[str, firestore.Client] = {}
 _clients_lock = threading.Lock()
@@ -79,15 +83,15 @@ class FirestoreEventStore:
         ref = self._event_ref(event.event_id)
         with calling("Firestore"):
             try:
-                ref.create(self._new_record(event, mode), timeout=CALL_TIMEOUT_SECONDS)
+                ref.create(self._new_record(event, mode), **_CALL)
                 return None
             except gexc.AlreadyExists:
-                snap = ref.get(timeout=CALL_TIMEOUT_SECONDS)
+                snap = ref.get(**_CALL)
                 return str(snap.get("status")) if snap.exists else RECEIVED
 
     def event_status(self, event_id: str) -> dict[str, Any] | None:
         with calling("Firestore"):
-            snap = self._event_ref(event_id).get(timeout=CALL_TIMEOUT_SECONDS)
+            snap = self._event_ref(event_id).get(**_CALL)
         return snap.to_dict() if snap.exists else None
 
     # --- the points transaction -------------------------------------------
@@ -234,11 +238,11 @@ class FirestoreEventStore:
                         "attempts": firestore.Increment(1),
                         "lastError": {"code": code, "message": message},
                     },
-                    timeout=CALL_TIMEOUT_SECONDS,
+                    **_CALL,
                 )
             except gexc.NotFound:
                 return 0
-            snap = ref.get(field_paths=["attempts"], timeout=CALL_TIMEOUT_SECONDS)
+            snap = ref.get(field_paths=["attempts"], **_CALL)
         value = snap.get("attempts") if snap.exists else 0
         return int(value) if _is_int(value) else 0
 
@@ -252,7 +256,7 @@ class FirestoreEventStore:
                 .where(filter=FieldFilter("status", "==", RECEIVED))
                 .limit(50)
             )
-            for snap in query.stream(timeout=CALL_TIMEOUT_SECONDS):
+            for snap in query.stream(**_CALL):
                 if snap.id == event_id:
                     continue
                 theirs = snap.get("receivedAt")
@@ -265,7 +269,7 @@ class FirestoreEventStore:
             snap = (
                 self._db.collection(REJECTIONS)
                 .document(digest)
-                .get(field_paths=["errorCode"], timeout=CALL_TIMEOUT_SECONDS)
+                .get(field_paths=["errorCode"], **_CALL)
             )
         return bool(snap.exists)
 
@@ -277,7 +281,7 @@ class FirestoreEventStore:
                     "receivedAt": firestore.SERVER_TIMESTAMP,
                     "expireAt": datetime.now(UTC) + self._ttl,
                 },
-                timeout=CALL_TIMEOUT_SECONDS,
+                **_CALL,
             )
 
 
@@ -287,7 +291,7 @@ class FirestoreEventStore:
 def _read(txn: Any, refs: list[Any]) -> dict[str, dict[str, Any] | None]:
     out: dict[str, dict[str, Any] | None] = {r.path: None for r in refs}
     if refs:
-        for snap in txn.get_all(refs, timeout=CALL_TIMEOUT_SECONDS):
+        for snap in txn.get_all(refs, **_CALL):
             out[snap.reference.path] = snap.to_dict() if snap.exists else None
     return out
 
