@@ -100,6 +100,32 @@ def paynow_worker(request: flask.Request) -> flask.Response:
     return _answer(200, body)
 
 
+@functions_framework.http
+def paynow_reconcile(request: flask.Request) -> flask.Response:
+    """Cloud Scheduler's target: publish again the events stuck in ``received``."""
+    if request.method != "POST":
+        return _answer(405, {"error": "method_not_allowed", "message": "use POST"})
+    try:
+        verifier = runtime.scheduler_verifier()
+        if verifier is not None:
+            verifier.verify(request.headers.get("Authorization"))
+        report = runtime.reconciler().run()
+    except PipelineError as exc:
+        return _answer(_status_of(exc), {"error": exc.code, "message": exc.message})
+    except Exception as exc:  # a bug: 500, the scheduler runs again later
+        return _internal_error(exc, "paynow_reconcile")
+    return _answer(
+        200,
+        {
+            "status": "reconciled",
+            "found": report.found,
+            "republished": report.republished,
+            "failed": report.failed,
+            "olderThanSeconds": report.older_than_seconds,
+        },
+    )
+
+
 def _read_body(request: flask.Request) -> bytes:
     """Read at most ``MAX_BODY_BYTES``: a larger body is refused before it is held whole."""
     declared = request.content_length

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from paynow import config
 from paynow.config import Settings
+from paynow.service.reconcile import ReconcileService
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import WorkerService
 
@@ -63,12 +64,29 @@ def worker() -> WorkerService:
 
 
 @functools.cache
+def reconciler() -> ReconcileService:
+    return ReconcileService(settings(), store(), publisher())
+
+
+@functools.cache
 def push_verifier() -> OidcVerifier | None:
     """The push token verifier, or None when PUSH_AUTH=none (emulator only)."""
+    s = settings()
+    return _verifier(s.push_audience, s.push_service_account)
+
+
+@functools.cache
+def scheduler_verifier() -> OidcVerifier | None:
+    """The Cloud Scheduler token verifier of ``paynow_reconcile``, or None when PUSH_AUTH=none."""
+    s = settings()
+    return _verifier(s.reconcile_audience, s.scheduler_service_account)
+
+
+def _verifier(audience: str | None, email: str | None) -> OidcVerifier | None:
     s = settings()
     if s.push_auth == "none":
         return None
     from paynow.adapters.oidc import OidcVerifier
 
-    assert s.push_audience and s.push_service_account
-    return OidcVerifier(s.push_audience, s.push_service_account, s.oidc_certs_url)
+    assert audience and email  # config.load requires them for the target being served
+    return OidcVerifier(audience, email, s.oidc_certs_url)

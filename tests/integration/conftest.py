@@ -33,6 +33,7 @@ SECRET = "integration-secret"
 PREVIOUS_SECRET = "integration-previous-secret"
 PUSH_SA = "push-invoker@demo-paynow.iam.gserviceaccount.com"
 WORKER_MAX_ATTEMPTS = 5
+RECONCILE_AFTER_SECONDS = 30
 T = TypeVar("T")
 
 
@@ -46,6 +47,7 @@ class Stack:
     webhook_sync: str
     worker: str
     worker_oidc: str
+    reconcile: str
     issuer: KeyPair
     stranger: KeyPair
     certs: CertsServer
@@ -61,7 +63,7 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
     proxies = (worker_fs, webhook_fs, webhook_ps)
     issuer, stranger = KeyPair("issuer-key"), KeyPair("stranger-key")
     certs = CertsServer(issuer)
-    ports = {name: localstack.free_port() for name in ("worker", "wq", "ws", "wo")}
+    ports = {name: localstack.free_port() for name in ("worker", "wq", "ws", "wo", "rc")}
     urls = {name: f"http://127.0.0.1:{port}/" for name, port in ports.items()}
     localstack.provision_pubsub(urls["worker"])
     localstack.seed_catalog()
@@ -112,6 +114,12 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
                 PUSH_SERVICE_ACCOUNT=PUSH_SA,
             ),
         )
+        procs["reconcile"] = localstack.start_function(
+            "it-reconcile",
+            "paynow_reconcile",
+            ports["rc"],
+            env("sync", RECONCILE_AFTER_SECONDS=str(RECONCILE_AFTER_SECONDS)),
+        )
         yield Stack(
             emulators=emulators,
             worker_firestore=worker_fs,
@@ -121,6 +129,7 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
             webhook_sync=urls["ws"],
             worker=urls["worker"],
             worker_oidc=urls["wo"],
+            reconcile=urls["rc"],
             issuer=issuer,
             stranger=stranger,
             certs=certs,

@@ -23,6 +23,7 @@ from paynow.adapters.google_errors import calling
 from paynow.domain import events as ev
 from paynow.domain import points
 from paynow.domain.errors import EventMismatch, EventNotVisible
+from paynow.domain.messages import QueueMessage
 from paynow.service.ports import (
     DEAD_LETTERED,
     FINAL_STATES,
@@ -93,6 +94,27 @@ class FirestoreEventStore:
         with calling("Firestore"):
             snap = self._event_ref(event_id).get(**_CALL)
         return snap.to_dict() if snap.exists else None
+
+    def stuck_events(self, received_before: datetime, limit: int) -> list[QueueMessage]:
+        """Needs the composite index (status ASC, receivedAt ASC) in Firestore."""
+        query = (
+            self._db.collection(EVENTS)
+            .where(filter=FieldFilter("status", "==", RECEIVED))
+            .where(filter=FieldFilter("receivedAt", "<", received_before))
+            .order_by("receivedAt")
+            .limit(limit)
+        )
+        with calling("Firestore"):
+            snaps = list(query.stream(**_CALL))
+        return [
+            QueueMessage(
+                event_id=snap.id,
+                event_type=str(snap.get("eventType")),
+                customer_id=_optional(snap, "customerId"),
+                user_id=_optional(snap, "userId"),
+            )
+            for snap in snaps
+        ]
 
     # --- the points transaction -------------------------------------------
 
@@ -294,6 +316,11 @@ def _read(txn: Any, refs: list[Any]) -> dict[str, dict[str, Any] | None]:
         for snap in txn.get_all(refs, **_CALL):
             out[snap.reference.path] = snap.to_dict() if snap.exists else None
     return out
+
+
+def _optional(snap: Any, field: str) -> str | None:
+    value = (snap.to_dict() or {}).get(field)
+    return value if isinstance(value, str) and value else None
 
 
 def _is_int(value: object) -> bool:

@@ -6,6 +6,7 @@ The Firestore and Pub/Sub adapters implement these; unit tests use fakes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from paynow.domain.events import PayNowEvent
@@ -59,6 +60,9 @@ class EventStore(Protocol):
 
     def event_status(self, event_id: str) -> dict[str, Any] | None:
         """The stored record, or None."""
+
+    def stuck_events(self, received_before: datetime, limit: int) -> list[QueueMessage]:
+        """Messages for events still ``received`` since before ``received_before``, oldest first."""
 
 
 class PendingPublish(Protocol):
