@@ -37,7 +37,7 @@ def _stuck_order(db, ids, age_seconds: float) -> None:
     )
 
 
-def _reconcile(stack) -> dict:
+def _reconcile(stack) -> dict[str, object]:
     answer = requests.post(stack.reconcile, timeout=60)
     assert answer.status_code == 200
     return dict(answer.json())
