@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import requests
 
@@ -37,7 +38,7 @@ def _stuck_order(db, ids, age_seconds: float) -> None:
     )
 
 
-def _reconcile(stack) -> dict[str, object]:
+def _reconcile(stack) -> dict[str, Any]:
     answer = requests.post(stack.reconcile, timeout=60)
     assert answer.status_code == 200
     return dict(answer.json())
