@@ -251,6 +251,27 @@ class FirestoreEventStore:
         with calling("Firestore"):
             firestore.transactional(mark)(self._db.transaction())
 
+    def reopen(self, event_id: str) -> str | None:
+        """Move a ``dead_lettered`` event back to ``received`` for a replay; return its status.
+
+        Processed or ignored events stay as they are (a replay must never
+        credit twice); the caller publishes only what comes back ``received``.
+        """
+        ref = self._event_ref(event_id)
+
+        def reopen(txn: Any) -> str | None:
+            record = _read(txn, [ref])[ref.path]
+            if record is None:
+                return None
+            if record.get("status") == DEAD_LETTERED:
+                txn.update(ref, {"status": RECEIVED, "attempts": 0, "processedAt": None})
+                return RECEIVED
+            return str(record.get("status"))
+
+        with calling("Firestore"):
+            result: str | None = firestore.transactional(reopen)(self._db.transaction())
+            return result
+
     def record_failure(self, event_id: str, code: str, message: str) -> int:
         ref = self._event_ref(event_id)
         with calling("Firestore"):

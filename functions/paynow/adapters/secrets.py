@@ -10,9 +10,11 @@ before a refresh stays accepted as an implicit previous secret.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 CACHE_SECONDS = 300.0
 REFRESH_FLOOR_SECONDS = 30.0
@@ -50,23 +52,36 @@ class SecretManagerSecrets:
         self._value: str | None = None
         self._older: str | None = None
         self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
 
     def current(self) -> tuple[str, ...]:
         with self._lock:
-            if self._value is None or self._clock() - self._fetched_at > CACHE_SECONDS:
-                self._load()
+            stale = self._clock() - self._fetched_at > CACHE_SECONDS
+            if self._value is None or (stale and self._may_attempt()):
+                try:
+                    self._load()
+                except Exception:
+                    if self._value is None:
+                        raise
+                    # Secret Manager is down: keep verifying with the value we have.
             return tuple(s for s in (self._value, self._older, self._previous) if s)
 
     def refresh(self) -> bool:
         """Re-read after a failed match; True when a different value was found."""
         with self._lock:
-            if self._clock() - self._fetched_at < REFRESH_FLOOR_SECONDS:
+            if not self._may_attempt():
                 return False
             before = self._value
             self._load()
             return self._value != before
 
+    def _may_attempt(self) -> bool:
+        """At most one read per REFRESH_FLOOR_SECONDS, failed reads included."""
+        last = max(self._fetched_at, self._attempted_at)
+        return self._clock() - last >= REFRESH_FLOOR_SECONDS
+
     def _load(self) -> None:
+        self._attempted_at = self._clock()
         value = self._fetch(self._name)
         if self._value is not None and value != self._value:
             self._older = self._value
@@ -74,13 +89,17 @@ class SecretManagerSecrets:
         self._fetched_at = self._clock()
 
 
-def _access_secret(name: str) -> str:
-    from google.cloud import secretmanager  # imported only where Secret Manager is used
+@functools.cache
+def _secret_client() -> Any:
+    """One Secret Manager client per process; imported only where Secret Manager is used."""
+    from google.cloud import secretmanager
 
+    return secretmanager.SecretManagerServiceClient()
+
+
+def _access_secret(name: str) -> str:
     from paynow.adapters.google_errors import calling
 
     with calling("Secret Manager"):
-        response = secretmanager.SecretManagerServiceClient().access_secret_version(
-            name=name, timeout=10.0
-        )
+        response = _secret_client().access_secret_version(name=name, timeout=10.0)
     return str(response.payload.data.decode("utf-8")).strip()

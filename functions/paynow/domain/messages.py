@@ -56,7 +56,8 @@ class QueueMessage:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InvalidMessage("message data is not UTF-8 JSON") from exc
-        if not isinstance(doc, dict) or doc.get("v") != MESSAGE_VERSION:
+        version = doc.get("v") if isinstance(doc, dict) else None
+        if type(version) is not int or version != MESSAGE_VERSION:
             raise InvalidMessage(f"message is not a v{MESSAGE_VERSION} event message")
         event_id, event_type = doc.get("eventId"), doc.get("eventType")
         customer_id, user_id = doc.get("customerId"), doc.get("userId")

@@ -15,6 +15,7 @@ from paynow.domain.errors import EventMismatch, NoUserId, OrderNotFound, Unknown
 from paynow.domain.events import (
     EventType,
     OrderCompleted,
+    SUBSCRIPTION_TYPES,
     PayNowEvent,
     Reversal,
     SubscriptionChange,
@@ -74,6 +75,18 @@ class Outcome:
 
 
 IGNORED = Outcome(status="ignored", reason="event type moves no points")
+
+
+def may_await_earlier_event(error: Exception, event_type: str) -> bool:
+    """True when a terminal error may only mean an earlier event is still queued.
+
+    A refund or chargeback finds its order only once the order is credited,
+    and a renewal or cancel may take its user from the activation; an order
+    without a user id, or with an unknown product, will never get better.
+    """
+    if isinstance(error, OrderNotFound):
+        return True
+    return isinstance(error, NoUserId) and event_type in SUBSCRIPTION_TYPES
 
 
 def needs(event: PayNowEvent) -> Needs:

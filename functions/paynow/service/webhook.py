@@ -27,12 +27,10 @@ from paynow.domain.errors import (
 )
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
+from paynow.domain.points import may_await_earlier_event
 from paynow.observability import QUEUE_PUBLISH_LATENCY, QUEUE_PUBLISHED, elapsed_ms, log
 from paynow.service.dead_letter import dead_letter
 from paynow.service.ports import FINAL_STATES, EventStore, Publisher
-
-# Terminal errors that may only mean an earlier event of the customer is still queued.
-ORDER_DEPENDENT = (OrderNotFound, NoUserId)
 
 
 class SecretSource(Protocol):
@@ -116,6 +114,9 @@ class WebhookService:
         started = time.perf_counter()
         pending = self._publisher.publish(QueueMessage.for_event(event))
         existing = self._store.record_received(event, "queue")
+        if existing in FINAL_STATES:
+            # Already handled: the extra message in flight is a harmless duplicate.
+            return Accepted("duplicate", event.event_id)
         pending.wait()
         log(
             "INFO",
@@ -127,16 +128,16 @@ class WebhookService:
             latencyMs=elapsed_ms(started),
             latencyMetric=QUEUE_PUBLISH_LATENCY,
         )
-        if existing in FINAL_STATES:
-            return Accepted("duplicate", event.event_id)
         return Accepted("accepted", event.event_id)
 
     def _process_inline(self, event: PayNowEvent) -> Accepted:
         try:
             result = self._store.process(event, event.event_id, self._settings.webhook_mode)
-        except ORDER_DEPENDENT as exc:
-            if event.customer_id and self._store.has_pending_predecessor(
-                event.event_id, event.customer_id
+        except (OrderNotFound, NoUserId) as exc:
+            if (
+                may_await_earlier_event(exc, event.event_type)
+                and event.customer_id
+                and self._store.has_pending_predecessor(event.event_id, event.customer_id)
             ):
                 raise AwaitingEarlierEvent(
                     "an earlier event of this customer is still queued"

@@ -27,7 +27,9 @@ from paynow.domain.errors import (
     TerminalError,
     TransientError,
 )
+from paynow.domain.events import is_valid_id
 from paynow.domain.messages import PushDelivery, QueueMessage, decode_push
+from paynow.domain.points import may_await_earlier_event
 from paynow.observability import (
     WORKER_FAILURES,
     WORKER_LATENCY,
@@ -71,10 +73,18 @@ class WorkerService:
         started = time.perf_counter()
         try:
             delivery = decode_push(body)
-            message = QueueMessage.decode(delivery.data)
         except InvalidMessage as exc:
             self._dead_letter(exc, data=body, event_id=None, attempts=1)
             return Handled("dead_lettered", None, exc.code)
+        try:
+            message = QueueMessage.decode(delivery.data)
+        except InvalidMessage as exc:
+            # The envelope is fine but its data is not ours: keep the original data.
+            candidate = delivery.attributes.get("eventId")
+            event_id = candidate if is_valid_id(candidate) else None
+            attempts = delivery.delivery_attempt or 1
+            self._dead_letter(exc, data=delivery.data, event_id=event_id, attempts=attempts)
+            return Handled("dead_lettered", event_id, exc.code)
         try:
             result = self._process(message, delivery)
         except TransientError as exc:
@@ -107,8 +117,10 @@ class WorkerService:
             raise
         except (OrderNotFound, NoUserId) as exc:
             # Pub/Sub orders per key, but not across redeliveries: wait for a queued predecessor.
-            if message.customer_id and self._store.has_pending_predecessor(
-                message.event_id, message.customer_id
+            if (
+                may_await_earlier_event(exc, message.event_type)
+                and message.customer_id
+                and self._store.has_pending_predecessor(message.event_id, message.customer_id)
             ):
                 raise AwaitingEarlierEvent(
                     "an earlier event of this customer is still queued"

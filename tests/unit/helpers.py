@@ -1,0 +1,46 @@
+"""Shared helpers of the unit tests: settings from a plain mapping, a fixed clock, push bodies."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from paynow import config
+from paynow.config import Settings
+from paynow.domain.messages import QueueMessage
+
+SECRET = "unit-test-secret"
+PREVIOUS_SECRET = "unit-test-previous"
+NOW = 1_800_000_000.0  # a fixed "now" in Unix seconds
+NOW_MS = int(NOW * 1000)
+CATALOG = {"gems-100": 100, "gems-550": 550, "vip-monthly": 300}
+
+
+def settings(target: str | None = None, **env: str) -> Settings:
+    """``config.load`` over a minimal environment plus ``env``."""
+    base = {"GOOGLE_CLOUD_PROJECT": "demo-unit", "PAYNOW_WEBHOOK_SECRET": SECRET}
+    return config.load({**base, **env}, target=target)
+
+
+def push(
+    message: QueueMessage | bytes, age_s: float | None = 1.0, attempt: int | None = None
+) -> bytes:
+    """A push subscription's request body for ``message``, published ``age_s`` before ``NOW``.
+
+    ``publishTime`` carries nanoseconds, as Pub/Sub sends it.
+    """
+    data = message if isinstance(message, bytes) else message.data()
+    msg: dict[str, Any] = {
+        "data": base64.b64encode(data).decode(),
+        "messageId": "123",
+        "attributes": {} if isinstance(message, bytes) else message.attributes(),
+    }
+    if age_s is not None:
+        published = datetime.fromtimestamp(NOW - age_s, UTC)
+        msg["publishTime"] = published.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+    doc: dict[str, Any] = {"message": msg, "subscription": "projects/p/subscriptions/push"}
+    if attempt is not None:
+        doc["deliveryAttempt"] = attempt
+    return json.dumps(doc).encode()

@@ -1,0 +1,320 @@
+"""The entry points: HTTP statuses and JSON bodies of the contract, services faked."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import flask
+import pytest
+from paynow import runtime
+from paynow.adapters.secrets import StaticSecrets
+from paynow.domain.errors import (
+    AwaitingEarlierEvent,
+    DependencyUnavailable,
+    Forbidden,
+    Unauthenticated,
+)
+from paynow.service.reconcile import ReconcileReport
+from paynow.service.webhook import WebhookService
+from paynow.service.worker import Handled
+from pytest_mock import MockerFixture
+
+from scripts import payloads
+from tests.unit.fakes import FakePublisher, FakeStore
+from tests.unit.helpers import CATALOG, NOW, SECRET, settings
+
+ONE_MIB = 1024 * 1024
+
+
+@pytest.fixture
+def main(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    for name in ("FUNCTION_TARGET", "PUSH_AUTH", "WEBHOOK_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-unit")
+    runtime.settings.cache_clear()
+    yield importlib.import_module("main")
+    runtime.settings.cache_clear()
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> WebhookService:
+    service = WebhookService(
+        settings(WEBHOOK_MODE="sync"),
+        FakeStore(CATALOG),
+        FakePublisher(),
+        StaticSecrets(SECRET),
+        clock=lambda: NOW,
+    )
+    monkeypatch.setattr(runtime, "webhook", lambda: service)
+    return service
+
+
+def call(
+    function: Any,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    **environ: Any,
+) -> tuple[int, dict[str, Any], flask.Response]:
+    app = flask.Flask("unit")
+    with app.test_request_context("/", method=method, data=body, headers=headers or {}, **environ):
+        response = function(flask.request)
+        return response.status_code, json.loads(response.get_data()), response
+
+
+def signed_order(event_id: str = "e1", product: str = "gems-100") -> tuple[bytes, dict[str, str]]:
+    doc = payloads.order(event_id, "o1", "cust-7", "user-42", [(product, 1, 199)])
+    return payloads.signed(doc, SECRET, int(NOW * 1000))
+
+
+# --- paynow_webhook ------------------------------------------------------------------
+
+
+def test_webhook_refuses_other_methods(main: ModuleType, webhook: WebhookService) -> None:
+    status, body, _ = call(main.paynow_webhook, method="GET")
+    assert status == 405
+    assert body["error"] == "method_not_allowed"
+
+
+def test_webhook_processed(main: ModuleType, webhook: WebhookService) -> None:
+    status, body, response = call(main.paynow_webhook, *signed_order())
+    assert status == 200
+    assert body == {"status": "processed", "eventId": "e1"}
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.mimetype == "application/json"
+
+
+def test_webhook_duplicate(main: ModuleType, webhook: WebhookService) -> None:
+    call(main.paynow_webhook, *signed_order())
+    status, body, _ = call(main.paynow_webhook, *signed_order())
+    assert (status, body["status"]) == (200, "duplicate")
+
+
+def test_webhook_dead_lettered_names_the_error(main: ModuleType, webhook: WebhookService) -> None:
+    status, body, _ = call(main.paynow_webhook, *signed_order(product="mystery"))
+    assert status == 200
+    assert body == {"status": "dead_lettered", "eventId": "e1", "error": "unknown_product"}
+
+
+def test_webhook_bad_signature_is_401(main: ModuleType, webhook: WebhookService) -> None:
+    raw, headers = signed_order()
+    headers["PayNow-Signature"] = "AAAA"
+    status, body, _ = call(main.paynow_webhook, raw, headers)
+    assert status == 401
+    assert body["error"] == "invalid_signature"
+
+
+def test_webhook_stale_is_401(main: ModuleType, webhook: WebhookService) -> None:
+    doc = payloads.order("e1", "o1", "cust-7", "user-42", [("gems-100", 1, 199)])
+    raw, headers = payloads.signed(doc, SECRET, int(NOW * 1000) - 3_600_000)
+    status, body, _ = call(main.paynow_webhook, raw, headers)
+    assert (status, body["error"]) == (401, "stale_timestamp")
+
+
+def test_webhook_invalid_payload_is_400(main: ModuleType, webhook: WebhookService) -> None:
+    status, body, _ = call(main.paynow_webhook, *payloads.signed(b"nope", SECRET, int(NOW * 1000)))
+    assert (status, body["error"]) == (400, "invalid_payload")
+
+
+def test_webhook_declared_oversize_body_is_413(main: ModuleType, webhook: WebhookService) -> None:
+    raw, headers = signed_order()
+    big = raw + b" " * ONE_MIB
+    status, body, _ = call(main.paynow_webhook, big, headers)
+    assert (status, body["error"]) == (413, "body_too_large")
+
+
+def test_webhook_streamed_oversize_body_is_413(main: ModuleType, webhook: WebhookService) -> None:
+    status, body, _ = call(
+        main.paynow_webhook,
+        headers={"Transfer-Encoding": "chunked"},
+        input_stream=io.BytesIO(b"x" * (ONE_MIB + 1)),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert (status, body["error"]) == (413, "body_too_large")
+
+
+def test_webhook_body_of_exactly_one_mib_is_read(main: ModuleType, webhook: WebhookService) -> None:
+    raw = b" " * ONE_MIB
+    status, body, _ = call(main.paynow_webhook, *payloads.signed(raw, SECRET, int(NOW * 1000)))
+    assert (status, body["error"]) == (400, "invalid_payload")
+
+
+def test_webhook_transient_is_503(
+    main: ModuleType, webhook: WebhookService, mocker: MockerFixture
+) -> None:
+    mocker.patch.object(webhook, "accept", side_effect=DependencyUnavailable("Firestore down"))
+    status, body, _ = call(main.paynow_webhook, *signed_order())
+    assert (status, body["error"]) == (503, "unavailable")
+
+
+def test_webhook_bug_is_500_without_details(
+    main: ModuleType, webhook: WebhookService, mocker: MockerFixture
+) -> None:
+    mocker.patch.object(webhook, "accept", side_effect=KeyError("secret detail"))
+    status, body, _ = call(main.paynow_webhook, *signed_order())
+    assert status == 500
+    assert body["error"] == "internal"
+    assert "secret detail" not in json.dumps(body)
+
+
+# --- paynow_worker ---------------------------------------------------------------------
+
+
+class Verifier:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.headers: list[str | None] = []
+
+    def verify(self, authorization: str | None) -> dict[str, Any]:
+        self.headers.append(authorization)
+        if self.error is not None:
+            raise self.error
+        return {}
+
+
+class Worker:
+    def __init__(self, result: Handled | Exception) -> None:
+        self.result = result
+        self.bodies: list[bytes] = []
+
+    def handle(self, body: bytes) -> Handled:
+        self.bodies.append(body)
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def wire(monkeypatch: pytest.MonkeyPatch, verifier: Verifier | None, worker: Worker) -> None:
+    monkeypatch.setattr(runtime, "push_verifier", lambda: verifier)
+    monkeypatch.setattr(runtime, "worker", lambda: worker)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [(Unauthenticated("no token"), 401, "unauthenticated"), (Forbidden("who"), 403, "forbidden")],
+)
+def test_worker_refuses_bad_tokens_before_reading(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int, code: str
+) -> None:
+    verifier, worker = Verifier(error), Worker(Handled("processed", "e1"))
+    wire(monkeypatch, verifier, worker)
+    got, body, _ = call(main.paynow_worker, b"{}", {"Authorization": "Bearer t"})
+    assert (got, body["error"]) == (status, code)
+    assert verifier.headers == ["Bearer t"]
+    assert worker.bodies == []
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        Handled("processed", "e1"),
+        Handled("duplicate", "e1"),
+        Handled("ignored", "e1"),
+        Handled("dead_lettered", None, "invalid_message"),
+    ],
+)
+def test_worker_acknowledges_handled_deliveries(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch, result: Handled
+) -> None:
+    worker = Worker(result)
+    wire(monkeypatch, Verifier(), worker)
+    status, body, _ = call(main.paynow_worker, b'{"message": {}}')
+    assert status == 200
+    assert body["status"] == result.status
+    assert body["eventId"] == result.event_id
+    assert body.get("error") == result.error
+    assert worker.bodies == [b'{"message": {}}']
+
+
+def test_worker_transient_is_503(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    wire(monkeypatch, Verifier(), Worker(AwaitingEarlierEvent("later")))
+    status, body, _ = call(main.paynow_worker, b"{}")
+    assert (status, body["error"]) == (503, "awaiting_earlier_event")
+
+
+def test_worker_without_verifier_handles(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    wire(monkeypatch, None, Worker(Handled("processed", "e1")))
+    status, _, _ = call(main.paynow_worker, b"{}")
+    assert status == 200
+
+
+def test_worker_refuses_other_methods(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = Worker(Handled("processed", "e1"))
+    wire(monkeypatch, Verifier(), worker)
+    status, _, _ = call(main.paynow_worker, method="GET")
+    assert status == 405
+    assert worker.bodies == []
+
+
+def test_worker_bug_is_500(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    wire(monkeypatch, Verifier(), Worker(RuntimeError("boom")))
+    status, body, _ = call(main.paynow_worker, b"{}")
+    assert (status, body["error"]) == (500, "internal")
+
+
+# --- paynow_reconcile ------------------------------------------------------------------
+
+
+class Reconciler:
+    def __init__(self, result: ReconcileReport | Exception) -> None:
+        self.result = result
+        self.runs = 0
+
+    def run(self) -> ReconcileReport:
+        self.runs += 1
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def wire_reconcile(
+    monkeypatch: pytest.MonkeyPatch, verifier: Verifier | None, reconciler: Reconciler
+) -> None:
+    monkeypatch.setattr(runtime, "scheduler_verifier", lambda: verifier)
+    monkeypatch.setattr(runtime, "reconciler", lambda: reconciler)
+
+
+def test_reconcile_reports_its_run(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    reconciler = Reconciler(ReconcileReport(3, 2, 1, 300, ["a", "b"]))
+    wire_reconcile(monkeypatch, Verifier(), reconciler)
+    status, body, _ = call(main.paynow_reconcile, b"", {"Authorization": "Bearer t"})
+    assert status == 200
+    assert body == {
+        "status": "reconciled",
+        "found": 3,
+        "republished": 2,
+        "failed": 1,
+        "olderThanSeconds": 300,
+    }
+    assert reconciler.runs == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [(Unauthenticated("no token"), 401), (Forbidden("who"), 403)]
+)
+def test_reconcile_refuses_bad_tokens(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int
+) -> None:
+    reconciler = Reconciler(ReconcileReport(0, 0, 0, 300))
+    wire_reconcile(monkeypatch, Verifier(error), reconciler)
+    got, _, _ = call(main.paynow_reconcile)
+    assert got == status
+    assert reconciler.runs == 0
+
+
+def test_reconcile_transient_is_503(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    wire_reconcile(monkeypatch, None, Reconciler(DependencyUnavailable("Firestore down")))
+    status, body, _ = call(main.paynow_reconcile)
+    assert (status, body["error"]) == (503, "unavailable")
+
+
+def test_reconcile_refuses_other_methods(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    reconciler = Reconciler(ReconcileReport(0, 0, 0, 300))
+    wire_reconcile(monkeypatch, Verifier(), reconciler)
+    assert call(main.paynow_reconcile, method="GET")[0] == 405
+    assert reconciler.runs == 0

@@ -1,0 +1,268 @@
+"""Queue wire formats: the ids-only event message, push envelopes, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from paynow.domain import events as ev
+from paynow.domain.errors import InvalidMessage
+from paynow.domain.messages import (
+    MAX_ERROR_MESSAGE,
+    DeadLetter,
+    PushDelivery,
+    QueueMessage,
+    decode_push,
+)
+
+from scripts import payloads
+
+
+def event_of(name: str) -> ev.PayNowEvent:
+    return ev.normalize(ev.parse_envelope(payloads.encode(payloads.sample(name))), "user_id")
+
+
+def push_body(
+    data: bytes | str | None = b'{"v":1}', message: dict[str, Any] | None = None, **outer: Any
+) -> bytes:
+    msg: dict[str, Any] = {"messageId": "m-1", "publishTime": "2026-11-24T00:09:55Z"}
+    if data is not None:
+        msg["data"] = base64.b64encode(data).decode() if isinstance(data, bytes) else data
+    msg.update(message or {})
+    return json.dumps(
+        {"message": msg, "subscription": "projects/p/subscriptions/s", **outer}
+    ).encode()
+
+
+# --- QueueMessage --------------------------------------------------------------
+
+
+def test_message_data_is_exactly_the_contract_keys_with_user() -> None:
+    message = QueueMessage.for_event(event_of("order_completed"))
+    assert json.loads(message.data()) == {
+        "v": 1,
+        "eventId": "411486491630371002",
+        "eventType": "ON_ORDER_COMPLETED",
+        "customerId": "cust-7",
+        "userId": "user-42",
+    }
+
+
+def test_message_data_has_no_user_id_key_when_unknown() -> None:
+    message = QueueMessage.for_event(event_of("refund"))
+    assert json.loads(message.data()) == {
+        "v": 1,
+        "eventId": "411486491630371015",
+        "eventType": "ON_REFUND",
+        "customerId": "cust-7",
+    }
+
+
+def test_message_data_is_utf8_json() -> None:
+    data = QueueMessage("e1", "ON_X", None).data()
+    assert data.decode("utf-8") == '{"v":1,"eventId":"e1","eventType":"ON_X","customerId":null}'
+
+
+@pytest.mark.parametrize("name", payloads.SAMPLE_NAMES)
+def test_message_of_every_sample_carries_ids_only(name: str) -> None:
+    doc = json.loads(QueueMessage.for_event(event_of(name)).data())
+    assert set(doc) <= {"v", "eventId", "eventType", "customerId", "userId"}
+    assert all(isinstance(v, str) for k, v in doc.items() if k != "v")
+
+
+def test_attributes_are_event_id_and_type() -> None:
+    message = QueueMessage("e1", "ON_REFUND", "cust-7", "user-1")
+    assert message.attributes() == {"eventId": "e1", "eventType": "ON_REFUND"}
+
+
+def test_ordering_key_is_customer_else_event_id() -> None:
+    assert QueueMessage("e1", "ON_REFUND", "cust-7").ordering_key == "cust-7"
+    assert QueueMessage("e1", "ON_REFUND", None).ordering_key == "e1"
+    assert QueueMessage.for_event(event_of("chargeback")).ordering_key == "cust-7"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        QueueMessage("e1", "ON_REFUND", "cust-7", "user-1"),
+        QueueMessage("e1", "ON_REFUND", "cust-7"),
+        QueueMessage("e1", "ON_SOMETHING", None),
+    ],
+)
+def test_decode_round_trips(message: QueueMessage) -> None:
+    assert QueueMessage.decode(message.data()) == message
+
+
+def test_decode_drops_invalid_optional_ids() -> None:
+    data = json.dumps(
+        {"v": 1, "eventId": "e1", "eventType": "T", "customerId": "a/b", "userId": 5}
+    ).encode()
+    assert QueueMessage.decode(data) == QueueMessage("e1", "T", None, None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff",
+        b"not json",
+        b"[" * 100_000,
+        b"[]",
+        b'"x"',
+        b'{"eventId": "e1", "eventType": "T"}',
+        b'{"v": 2, "eventId": "e1", "eventType": "T"}',
+        b'{"v": "1", "eventId": "e1", "eventType": "T"}',
+        b'{"v": 1, "eventType": "T"}',
+        b'{"v": 1, "eventId": "a/b", "eventType": "T"}',
+        b'{"v": 1, "eventId": 7, "eventType": "T"}',
+        b'{"v": 1, "eventId": "e1"}',
+        b'{"v": 1, "eventId": "e1", "eventType": ""}',
+        b'{"v": 1, "eventId": "e1", "eventType": 3}',
+    ],
+)
+def test_decode_errors_are_invalid_message(data: bytes) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        QueueMessage.decode(data)
+    assert info.value.code == "invalid_message"
+
+
+# --- push envelopes ------------------------------------------------------------
+
+
+def test_decode_push_reads_a_push_envelope() -> None:
+    inner = QueueMessage("e1", "ON_REFUND", "cust-7").data()
+    body = push_body(
+        inner,
+        {"attributes": {"eventId": "e1", "eventType": "ON_REFUND"}, "orderingKey": "cust-7"},
+        deliveryAttempt=3,
+    )
+    delivery = decode_push(body)
+    assert delivery == PushDelivery(
+        message_id="m-1",
+        data=inner,
+        attributes={"eventId": "e1", "eventType": "ON_REFUND"},
+        publish_time=datetime(2026, 11, 24, 0, 9, 55, tzinfo=UTC),
+        delivery_attempt=3,
+        ordering_key="cust-7",
+    )
+    assert QueueMessage.decode(delivery.data) == QueueMessage("e1", "ON_REFUND", "cust-7")
+
+
+def test_decode_push_accepts_snake_case_fields() -> None:
+    body = json.dumps(
+        {
+            "message": {
+                "data": base64.b64encode(b"x").decode(),
+                "message_id": "m-2",
+                "publish_time": "2026-11-24T00:09:55.5Z",
+                "ordering_key": "k",
+            }
+        }
+    ).encode()
+    delivery = decode_push(body)
+    assert delivery.message_id == "m-2"
+    assert delivery.ordering_key == "k"
+    assert delivery.publish_time == datetime(2026, 11, 24, 0, 9, 55, 500000, tzinfo=UTC)
+
+
+def test_decode_push_reads_nanosecond_publish_time() -> None:
+    delivery = decode_push(push_body(message={"publishTime": "2026-11-24T00:09:55.123456789Z"}))
+    assert delivery.publish_time is not None
+    assert delivery.publish_time.astimezone(UTC) == datetime(
+        2026, 11, 24, 0, 9, 55, 123456, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    "publish_time",
+    ["2026-11-24T00:09:55.1Z", "2026-11-24T00:09:55.123Z", "2026-11-24T00:09:55+00:00"],
+)
+def test_decode_push_reads_other_rfc3339_precisions(publish_time: str) -> None:
+    delivery = decode_push(push_body(message={"publishTime": publish_time}))
+    assert delivery.publish_time is not None
+    assert delivery.publish_time.utcoffset() is not None
+
+
+@pytest.mark.parametrize("publish_time", [None, 12345, "yesterday", ""])
+def test_decode_push_tolerates_unreadable_publish_time(publish_time: object) -> None:
+    assert decode_push(push_body(message={"publishTime": publish_time})).publish_time is None
+
+
+def test_decode_push_defaults_for_missing_optional_fields() -> None:
+    delivery = decode_push(json.dumps({"message": {}}).encode())
+    assert delivery == PushDelivery("", b"", {}, None, None, None)
+
+
+@pytest.mark.parametrize("attempt", ["3", True, 2.0, None])
+def test_decode_push_ignores_a_non_integer_delivery_attempt(attempt: object) -> None:
+    assert decode_push(push_body(deliveryAttempt=attempt)).delivery_attempt is None
+
+
+def test_decode_push_stringifies_attributes_and_ignores_a_non_object() -> None:
+    assert decode_push(push_body(message={"attributes": {"n": 1}})).attributes == {"n": "1"}
+    assert decode_push(push_body(message={"attributes": ["x"]})).attributes == {}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\xff\xfe",
+        b"not json",
+        b"[" * 100_000,
+        b"[]",
+        b'{"subscription": "s"}',
+        b'{"message": "text"}',
+        b'{"message": null}',
+        push_body("***not base64***"),
+        push_body("YWJ"),  # bad padding
+        push_body(data=None, message={"data": 123}),
+        push_body(data=None, message={"data": ["YQ=="]}),
+    ],
+)
+def test_malformed_push_envelope_is_invalid_message(body: bytes) -> None:
+    with pytest.raises(InvalidMessage):
+        decode_push(body)
+
+
+# --- dead letters ----------------------------------------------------------------
+
+
+def test_dead_letter_attributes() -> None:
+    letter = DeadLetter(
+        data=b"{}",
+        event_id="e1",
+        error_code="unknown_product",
+        error_message="product(s) not in pointsCatalog: x",
+        attempts=3,
+        source="worker",
+    )
+    assert letter.attributes() == {
+        "eventId": "e1",
+        "errorCode": "unknown_product",
+        "errorMessage": "product(s) not in pointsCatalog: x",
+        "attempts": "3",
+        "source": "worker",
+    }
+
+
+def test_dead_letter_error_message_is_truncated() -> None:
+    letter = DeadLetter(b"", "e1", "event_mismatch", "x" * 5000, 1, "webhook")
+    assert letter.attributes()["errorMessage"] == "x" * MAX_ERROR_MESSAGE
+    assert MAX_ERROR_MESSAGE == 500
+
+
+def test_dead_letter_without_event_id_has_no_event_id_attribute() -> None:
+    attributes = DeadLetter(b"raw", None, "invalid_payload", "m", 1, "webhook").attributes()
+    assert "eventId" not in attributes
+    assert attributes["source"] == "webhook"
+
+
+def test_dead_letter_attributes_are_all_strings() -> None:
+    letter = DeadLetter(b"", "e1", "c", "m", 10, "worker", extra={"origin": "x"})
+    attributes = letter.attributes()
+    assert attributes["origin"] == "x"
+    assert all(isinstance(v, str) for v in attributes.values())

@@ -1,0 +1,344 @@
+"""``WorkerService.handle`` over the in-memory store and publisher, with the real rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from paynow.adapters.secrets import StaticSecrets
+from paynow.domain.errors import (
+    AwaitingEarlierEvent,
+    Contention,
+    DeadlineExceeded,
+    DependencyUnavailable,
+    EventNotVisible,
+    TransientError,
+)
+from paynow.domain.events import normalize, parse_envelope
+from paynow.domain.messages import QueueMessage
+from paynow.service.ports import EventStore, Publisher
+from paynow.service.webhook import WebhookService
+from paynow.service.worker import EVENT_VISIBILITY_GRACE_SECONDS, Handled, WorkerService
+from pytest_mock import MockerFixture
+
+from scripts import payloads
+from tests.unit.fakes import FakePublisher, FakeStore
+from tests.unit.helpers import CATALOG, NOW, SECRET, push, settings
+
+ORDER_ID = "411486491630371000"
+MAX_ATTEMPTS = 3
+
+
+class Pipeline:
+    """A queue-mode webhook and a worker sharing one store and publisher."""
+
+    def __init__(self) -> None:
+        self.journal: list[str] = []
+        self.store = FakeStore(CATALOG, self.journal)
+        self.publisher = FakePublisher(self.journal)
+        store: EventStore = self.store
+        publisher: Publisher = self.publisher
+        s = settings(WEBHOOK_MODE="queue", MAX_DELIVERY_ATTEMPTS=str(MAX_ATTEMPTS))
+        self.webhook = WebhookService(s, store, publisher, StaticSecrets(SECRET), clock=lambda: NOW)
+        self.worker = WorkerService(s, store, publisher, clock=lambda: NOW)
+
+    def accept(self, doc: dict[str, Any]) -> QueueMessage:
+        body, h = payloads.signed(doc, SECRET, int(NOW * 1000))
+        assert self.webhook.accept(body, h["PayNow-Signature"], h["PayNow-Timestamp"]).status in {
+            "accepted",
+            "duplicate",
+        }
+        return self.publisher.published[-1]
+
+    def deliver(
+        self, message: QueueMessage, age_s: float | None = 1.0, attempt: int | None = None
+    ) -> Handled:
+        return self.worker.handle(push(message, age_s, attempt))
+
+
+@pytest.fixture
+def p() -> Pipeline:
+    return Pipeline()
+
+
+def order(event_id: str = "e-order", lines: Any = None, user_id: str | None = "user-42") -> Any:
+    lines = lines or [("gems-100", 2, 398), ("gems-550", 1, 999)]
+    return payloads.order(event_id, ORDER_ID, "cust-7", user_id, lines)
+
+
+def refund(event_id: str, amount: int, kind: str = "refund") -> Any:
+    return payloads.reversal(kind, event_id, f"r-{event_id}", ORDER_ID, "cust-7", amount)
+
+
+def letter_before_mark(journal: list[str], event_id: str) -> bool:
+    return journal.index(f"publisher.dead_letter:{event_id}") < journal.index(
+        f"store.mark_dead_lettered:{event_id}"
+    )
+
+
+# --- the happy path --------------------------------------------------------------------
+
+
+def test_worker_processes_a_received_event(p: Pipeline) -> None:
+    message = p.accept(order())
+    assert p.deliver(message) == Handled("processed", "e-order")
+    assert p.store.status("e-order") == "processed"
+    assert p.store.balance("user-42") == 750
+    assert p.store.ledger["user-42"]["e-order"]["delta"] == 750
+    assert p.store.orders[ORDER_ID]["pointsCredited"] == 750
+    assert p.publisher.letters == []
+
+
+def test_duplicate_delivery_is_acknowledged_and_credits_once(p: Pipeline) -> None:
+    message = p.accept(order())
+    p.deliver(message)
+    assert p.deliver(message) == Handled("duplicate", "e-order")
+    assert p.store.balance("user-42") == 750
+    assert len(p.store.ledger["user-42"]) == 1
+
+
+def test_worker_processes_a_whole_customer_history(p: Pipeline) -> None:
+    messages = [
+        p.accept(order()),
+        p.accept(refund("r1", 398)),
+        p.accept(refund("r2", 999)),
+        p.accept(payloads.subscription("activated", "s1", "sub-1", "cust-7", "user-42")),
+        p.accept(payloads.subscription("renewed", "s2", "sub-1", "cust-7", None)),
+        p.accept(payloads.subscription("canceled", "s3", "sub-1", "cust-7", None)),
+    ]
+    assert [p.deliver(m).status for m in messages] == ["processed"] * 6
+    assert p.store.balance("user-42") == 600
+    assert p.store.balance("user-42") == p.store.ledger_sum("user-42")
+    assert p.store.subscriptions["sub-1"]["status"] == "canceled"
+
+
+def test_message_of_an_ignored_type_record_is_ignored(p: Pipeline) -> None:
+    event_doc = {"event_type": "ON_X", "event_id": "e-x", "body": {"customer": {"id": "c"}}}
+    event = normalize(parse_envelope(json.dumps(event_doc).encode()), "user_id")
+    p.store.record_received(event, "queue")  # e.g. written by an earlier version
+    assert p.deliver(QueueMessage("e-x", "ON_X", "c")) == Handled("ignored", "e-x")
+    assert p.store.status("e-x") == "ignored"
+
+
+# --- unreadable deliveries -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"garbage", b"{}", b'{"message": {"data": "***"}}', b'{"message": []}'],
+)
+def test_unreadable_delivery_is_dead_lettered_and_acknowledged(p: Pipeline, body: bytes) -> None:
+    assert p.worker.handle(body) == Handled("dead_lettered", None, "invalid_message")
+    [letter] = p.publisher.letters
+    assert letter.data == body
+    attributes = letter.attributes()
+    assert attributes["source"] == "worker"
+    assert attributes["errorCode"] == "invalid_message"
+    assert "eventId" not in attributes
+    assert p.store.events == {}
+
+
+@pytest.mark.parametrize(
+    "data", [b"not an event message", b'{"v": 2, "eventId": "e1", "eventType": "T"}']
+)
+def test_readable_envelope_with_unreadable_data_dead_letters_the_original_data(
+    p: Pipeline, data: bytes
+) -> None:
+    """The contract: a dead-lettered message carries the original data (not the push JSON)."""
+    assert p.worker.handle(push(data)) == Handled("dead_lettered", None, "invalid_message")
+    [letter] = p.publisher.letters
+    assert letter.attributes()["errorCode"] == "invalid_message"
+    assert letter.data == data
+
+
+# --- record not (yet) visible ----------------------------------------------------------------
+
+
+def test_missing_record_of_a_young_message_is_transient(p: Pipeline) -> None:
+    with pytest.raises(EventNotVisible) as info:
+        p.deliver(QueueMessage("e-late", "ON_ORDER_COMPLETED", "cust-7"), age_s=5)
+    assert isinstance(info.value, TransientError)
+    assert p.publisher.letters == []
+
+
+def test_missing_record_without_publish_time_is_transient(p: Pipeline) -> None:
+    with pytest.raises(EventNotVisible):
+        p.deliver(QueueMessage("e-late", "ON_ORDER_COMPLETED", "cust-7"), age_s=None)
+
+
+def test_missing_record_at_the_grace_limit_is_still_transient(p: Pipeline) -> None:
+    with pytest.raises(EventNotVisible):
+        p.deliver(
+            QueueMessage("e-late", "ON_ORDER_COMPLETED", "cust-7"),
+            age_s=EVENT_VISIBILITY_GRACE_SECONDS - 1,
+        )
+
+
+def test_missing_record_of_an_old_message_is_event_not_found(p: Pipeline) -> None:
+    message = QueueMessage("e-lost", "ON_ORDER_COMPLETED", "cust-7")
+    handled = p.deliver(message, age_s=EVENT_VISIBILITY_GRACE_SECONDS + 1)
+    assert handled == Handled("dead_lettered", "e-lost", "event_not_found")
+    [letter] = p.publisher.letters
+    assert letter.data == message.data()
+    assert letter.attributes()["eventId"] == "e-lost"
+    assert letter.attributes()["source"] == "worker"
+    assert p.store.events == {}  # nothing to mark: the DLQ message is the only trace
+
+
+def test_event_not_found_then_paynow_retry_recreates_and_processes(p: Pipeline) -> None:
+    message = QueueMessage("e-order", "ON_ORDER_COMPLETED", "cust-7", "user-42")
+    p.deliver(message, age_s=EVENT_VISIBILITY_GRACE_SECONDS + 60)
+    again = p.accept(order())
+    assert p.deliver(again).status == "processed"
+    assert p.store.balance("user-42") == 750
+
+
+# --- transient failures and attempts ---------------------------------------------------------
+
+
+def test_transient_failures_are_counted_then_exhausted(p: Pipeline, mocker: MockerFixture) -> None:
+    message = p.accept(order())
+    mocker.patch.object(p.store, "process", side_effect=Contention("too much contention"))
+    for attempt in range(1, MAX_ATTEMPTS):
+        with pytest.raises(Contention):
+            p.deliver(message)
+        assert p.store.events["e-order"]["attempts"] == attempt
+        assert p.store.events["e-order"]["lastError"]["code"] == "contention"
+        assert p.publisher.letters == []
+    handled = p.deliver(message)
+    assert handled == Handled("dead_lettered", "e-order", "attempts_exhausted")
+    [letter] = p.publisher.letters
+    attributes = letter.attributes()
+    assert attributes["errorCode"] == "attempts_exhausted"
+    assert attributes["attempts"] == str(MAX_ATTEMPTS)
+    assert attributes["source"] == "worker"
+    assert "contention" in attributes["errorMessage"]
+    assert letter.data == message.data()
+    record = p.store.events["e-order"]
+    assert record["status"] == "dead_lettered"
+    assert record["lastError"]["code"] == "attempts_exhausted"
+    assert letter_before_mark(p.journal, "e-order")
+
+
+def test_pubsub_delivery_attempt_counts_when_higher(p: Pipeline, mocker: MockerFixture) -> None:
+    message = p.accept(order())
+    mocker.patch.object(p.store, "process", side_effect=DeadlineExceeded("deadline"))
+    handled = p.deliver(message, attempt=MAX_ATTEMPTS)
+    assert handled.error == "attempts_exhausted"
+    assert p.publisher.letters[0].attributes()["attempts"] == str(MAX_ATTEMPTS)
+
+
+def test_failure_to_count_an_attempt_still_retries(p: Pipeline, mocker: MockerFixture) -> None:
+    message = p.accept(order())
+    mocker.patch.object(p.store, "process", side_effect=DependencyUnavailable("Firestore down"))
+    mocker.patch.object(
+        p.store, "record_failure", side_effect=DependencyUnavailable("Firestore down")
+    )
+    for _ in range(MAX_ATTEMPTS + 2):
+        with pytest.raises(DependencyUnavailable):
+            p.deliver(message)
+    assert p.publisher.letters == []
+
+
+def test_recovery_after_transient_failures_processes_once(
+    p: Pipeline, mocker: MockerFixture
+) -> None:
+    message = p.accept(order())
+    failures = [Contention("busy")]
+    real = p.store.process
+
+    def flaky(event: Any, event_id: str, mode: str) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(event, event_id, mode)
+
+    mocker.patch.object(p.store, "process", side_effect=flaky)
+    with pytest.raises(Contention):
+        p.deliver(message)
+    assert p.store.balance("user-42") == 0
+    assert p.deliver(message).status == "processed"
+    assert p.store.balance("user-42") == 750
+    assert p.store.events["e-order"]["attempts"] == 1
+
+
+# --- terminal failures -------------------------------------------------------------------------
+
+
+def test_terminal_failure_is_dead_lettered_before_the_record_is_marked(p: Pipeline) -> None:
+    message = p.accept(order(lines=[("mystery-box", 1, 100)]))
+    handled = p.deliver(message, attempt=2)
+    assert handled == Handled("dead_lettered", "e-order", "unknown_product")
+    [letter] = p.publisher.letters
+    assert letter.data == message.data()
+    attributes = letter.attributes()
+    assert (attributes["eventId"], attributes["errorCode"]) == ("e-order", "unknown_product")
+    assert (attributes["source"], attributes["attempts"]) == ("worker", "2")
+    assert p.store.status("e-order") == "dead_lettered"
+    assert p.store.events["e-order"]["lastError"]["code"] == "unknown_product"
+    assert letter_before_mark(p.journal, "e-order")
+    # redelivered after that: a duplicate, not a second letter
+    assert p.deliver(message).status == "duplicate"
+    assert len(p.publisher.letters) == 1
+
+
+def test_terminal_failure_without_delivery_attempt_counts_one(p: Pipeline) -> None:
+    message = p.accept(order(user_id=None))
+    assert p.deliver(message).error == "no_user_id"
+    assert p.publisher.letters[0].attributes()["attempts"] == "1"
+
+
+def test_dead_letter_publish_failure_leaves_the_record_received(
+    p: Pipeline, mocker: MockerFixture
+) -> None:
+    message = p.accept(order(lines=[("mystery-box", 1, 100)]))
+    mocker.patch.object(
+        p.publisher, "dead_letter", side_effect=DependencyUnavailable("Pub/Sub unavailable")
+    )
+    with pytest.raises(DependencyUnavailable):
+        p.deliver(message)
+    assert p.store.status("e-order") == "received"
+
+
+def test_corrupt_stored_record_is_event_mismatch(p: Pipeline) -> None:
+    message = p.accept(order())
+    p.store.events["e-order"]["data"] = {"orderId": ORDER_ID}
+    assert p.deliver(message).error == "event_mismatch"
+    assert p.store.status("e-order") == "dead_lettered"
+
+
+# --- per-customer order across redeliveries ------------------------------------------------------
+
+
+def test_refund_before_its_order_waits_then_goes_through(p: Pipeline) -> None:
+    order_message = p.accept(order())
+    refund_message = p.accept(refund("r1", 1397))
+    with pytest.raises(AwaitingEarlierEvent):
+        p.deliver(refund_message)
+    assert p.store.events["r1"]["attempts"] == 1
+    assert p.store.events["r1"]["lastError"]["code"] == "awaiting_earlier_event"
+    assert p.publisher.letters == []
+    p.deliver(order_message)
+    assert p.deliver(refund_message) == Handled("processed", "r1")
+    assert p.store.balance("user-42") == 0
+
+
+def test_refund_of_an_order_that_never_came_is_dead_lettered(p: Pipeline) -> None:
+    message = p.accept(refund("r1", 100))
+    assert p.deliver(message) == Handled("dead_lettered", "r1", "order_not_found")
+    assert p.store.status("r1") == "dead_lettered"
+
+
+def test_a_later_pending_event_does_not_hold_an_earlier_refund(p: Pipeline) -> None:
+    refund_message = p.accept(refund("r1", 100))
+    p.accept(order("e-later"))  # received after the refund
+    assert p.deliver(refund_message).error == "order_not_found"
+
+
+def test_refund_waiting_too_long_is_exhausted(p: Pipeline) -> None:
+    p.accept(order())
+    refund_message = p.accept(refund("r1", 1397))
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(AwaitingEarlierEvent):
+            p.deliver(refund_message)
+    assert p.deliver(refund_message).error == "attempts_exhausted"
