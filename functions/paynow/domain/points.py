@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 from paynow.domain.errors import EventMismatch, NoUserId, OrderNotFound, UnknownProduct
 from paynow.domain.events import (
+    SUBSCRIPTION_TYPES,
     EventType,
     OrderCompleted,
-    SUBSCRIPTION_TYPES,
     PayNowEvent,
     Reversal,
     SubscriptionChange,
