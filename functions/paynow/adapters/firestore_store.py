@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -42,6 +42,16 @@ CALL_TIMEOUT_SECONDS = 10.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
 _RETRY = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS)
 _CALL: dict[str, Any] = {"retry": _RETRY, "timeout": CALL_TIMEOUT_SECONDS}
+# Creating a record another request is writing in a transaction (a concurrent duplicate)
+# can be aborted on the lock: retry it, the retry then sees AlreadyExists and its status.
+_CREATE: dict[str, Any] = {
+    "retry": _RETRY.with_predicate(
+        if_exception_type(
+            gexc.Aborted, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests
+        )
+    ),
+    "timeout": CALL_TIMEOUT_SECONDS,
+}
 
 _clients: dict[str, firestore.Client] = {}
 _clients_lock = threading.Lock()
@@ -84,7 +94,7 @@ class FirestoreEventStore:
         ref = self._event_ref(event.event_id)
         with calling("Firestore"):
             try:
-                ref.create(self._new_record(event, mode), **_CALL)
+                ref.create(self._new_record(event, mode), **_CREATE)
                 return None
             except gexc.AlreadyExists:
                 snap = ref.get(**_CALL)
