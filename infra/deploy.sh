@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Deploy the whole pipeline into one project, every step in order; safe to run again
+# (a second run changes nothing).
+#
+#   infra/deploy.sh ENV_FILE [--dry-run] [--secret-stdin | --secret-file PATH]
+#
+# ENV_FILE: a copy of infra/env/example.env. --dry-run prints every gcloud command and runs
+# none (as for an empty project). --secret-stdin / --secret-file put the PayNow signing
+# secret in Secret Manager (needed on the first deploy; see infra/secret.sh).
+# Steps: apis, service-accounts, secret, firestore, functions, pubsub, iam, scheduler.
+
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
+secret_args=("${ARGS[@]}")
+case "${secret_args[*]}" in
+  '' | --secret-stdin | --secret-file=* | '--secret-file '*) ;;
+  *) die "unexpected argument(s): ${secret_args[*]}" ;;
+esac
+ARGS=()
+load_settings "$ENV_FILE"
+
+export INFRA_STEP_OF_DEPLOY=1
+common=("$ENV_FILE")
+((DRY_RUN)) && common+=(--dry-run)
+started=$SECONDS
+for step in apis service-accounts secret firestore functions pubsub iam scheduler; do
+  printf '\n### %s\n' "$step" >&2
+  if [[ $step == secret ]]; then
+    bash "$INFRA_DIR/$step.sh" "${common[@]}" "${secret_args[@]}"
+  else # stdin may carry the secret: no other step may read it
+    bash "$INFRA_DIR/$step.sh" "${common[@]}" </dev/null
+  fi
+done
+
+printf '\n' >&2
+function_endpoint "$WEBHOOK_FUNCTION"
+if ((DRY_RUN)); then
+  say "Dry run done: nothing was changed."
+else
+  say "Deployed to $PROJECT in $((SECONDS - started)) s. WEBHOOK_MODE=$WEBHOOK_MODE."
+fi
+say "PayNow webhook URL: $FN_URL"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Step 4: the Firestore database (native mode), its TTL policies and the composite index.
+#
+#   infra/firestore.sh ENV_FILE [--dry-run]
+#
+# TTL on expireAt of webhookEvents and rejectedPayloads (the functions set it EVENT_TTL_DAYS
+# ahead; Firestore deletes expired documents within about a day). The reconcile query
+# (status == received, receivedAt < cutoff, order by receivedAt) needs the index
+# webhookEvents (status ASC, receivedAt ASC); the worker's customerId + status query uses
+# equalities only, which Firestore serves from single-field indexes. TTL policies and
+# indexes build in the background (--async): check with
+#   gcloud firestore indexes composite list --project=PROJECT
+
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
+no_more_args
+load_settings "$ENV_FILE"
+
+say "Firestore database $FIRESTORE_DATABASE"
+type=''
+if query type gcloud firestore databases describe --database="$FIRESTORE_DATABASE" \
+  --project="$PROJECT" --format='value(type)'; then
+  [[ $type == FIRESTORE_NATIVE ]] ||
+    die "the project's $FIRESTORE_DATABASE database is in $type mode; the pipeline needs Firestore native mode"
+  note "database exists (native mode)"
+else
+  run gcloud firestore databases create --database="$FIRESTORE_DATABASE" \
+    --location="$FIRESTORE_LOCATION" --type=firestore-native --project="$PROJECT"
+fi
+
+say "TTL policies on $TTL_FIELD"
+ttls=''
+query ttls gcloud firestore fields ttls list --project="$PROJECT" \
+  --format='value[separator="|"](name.segment(-3),name.basename(),ttlConfig.state)' || true
+for group in "$EVENTS_COLLECTION" "$REJECTIONS_COLLECTION"; do
+  if grep -qE "^${group}[|]${TTL_FIELD}[|](ACTIVE|CREATING)$" <<<"$ttls"; then
+    note "$group.$TTL_FIELD: TTL policy in place"
+  else
+    run gcloud firestore fields ttls update "$TTL_FIELD" --collection-group="$group" \
+      --database="$FIRESTORE_DATABASE" --enable-ttl --async --project="$PROJECT"
+  fi
+done
+
+say "Composite index $EVENTS_COLLECTION (status ASC, receivedAt ASC)"
+indexes=''
+query indexes gcloud firestore indexes composite list --database="$FIRESTORE_DATABASE" \
+  --project="$PROJECT" \
+  --format='value[separator="|"](name.segment(-3),queryScope,fields[].fieldPath.join(","),fields[].order.join(","))' ||
+  true
+# Firestore may append __name__ to an index's fields; the index serves the query either way.
+if grep -qE "^${EVENTS_COLLECTION}[|]COLLECTION[|]status,receivedAt(,__name__)?[|]ASCENDING,ASCENDING(,ASCENDING)?$" <<<"$indexes"; then
+  note "index exists"
+else
+  run gcloud firestore indexes composite create --collection-group="$EVENTS_COLLECTION" \
+    --database="$FIRESTORE_DATABASE" --query-scope=collection \
+    --field-config=field-path=status,order=ascending \
+    --field-config=field-path=receivedAt,order=ascending \
+    --async --project="$PROJECT"
+fi

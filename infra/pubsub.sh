@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Step 6: topics paynow-events and paynow-events-dlq, the worker's push subscription
+# paynow-events-push and the DLQ's pull subscription paynow-events-dlq-sub.
+#
+#   infra/pubsub.sh ENV_FILE [--dry-run] [--push-endpoint URL]
+#
+# The push endpoint and token audience are the worker's URL (read from the deployed
+# function unless --push-endpoint is given). Settings that drifted are updated in place,
+# one group of flags each; the ones Pub/Sub cannot change (topic, message ordering) stop
+# the script with what to do. Works against the Pub/Sub emulator too:
+#   CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=http://localhost:8085/ CLOUDSDK_AUTH_ACCESS_TOKEN=x
+
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
+ENDPOINT=''
+set -- "${ARGS[@]}"
+ARGS=()
+while (($#)); do
+  case $1 in
+    --push-endpoint)
+      (($# > 1)) || die "--push-endpoint needs a URL"
+      ENDPOINT=$2
+      shift
+      ;;
+    --push-endpoint=*) ENDPOINT=${1#--push-endpoint=} ;;
+    *) ARGS+=("$1") ;;
+  esac
+  shift
+done
+no_more_args
+load_settings "$ENV_FILE"
+if [[ -z $ENDPOINT ]]; then
+  function_endpoint "$WORKER_FUNCTION"
+  ENDPOINT=$FN_URL
+fi
+[[ $ENDPOINT =~ ^https?://[^,[:space:]]+$ ]] || die "the push endpoint must be an http(s) URL, got '$ENDPOINT'"
+
+ensure_topic() {
+  if query found gcloud pubsub topics describe "$1" --project="$PROJECT" --format='value(name)'; then
+    note "topic $1 exists"
+  else
+    run gcloud pubsub topics create "$1" --project="$PROJECT"
+  fi
+}
+
+# ensure_subscription NAME TOPIC_PATH CREATE_FLAGS... -- CHECK...: create it, or compare it.
+# Each CHECK is "FIELD|WANT|FLAGS" (FLAGS empty = immutable): the subscription's FIELD
+# (a gcloud format key) must print as WANT, else FLAGS (comma-separated) are updated.
+ensure_subscription() {
+  local name=$1 topic=$2 create=() checks=() fields=() current=() flags=() fixes=() i field want fix
+  shift 2
+  while [[ $1 != -- ]]; do
+    create+=("$1")
+    shift
+  done
+  shift
+  checks=("$@")
+  for i in "${!checks[@]}"; do fields+=("${checks[i]%%|*}"); done
+  local format
+  format="value[separator=\"|\"](topic,$(IFS=,; printf '%s' "${fields[*]}"))"
+  local out
+  if ! query out gcloud pubsub subscriptions describe "$name" --project="$PROJECT" --format="$format"; then
+    run gcloud pubsub subscriptions create "$name" --topic="$topic" --project="$PROJECT" "${create[@]}"
+    return
+  fi
+  IFS='|' read -r -a current <<<"$out|"
+  [[ ${current[0]} == "projects/$PROJECT/topics/$topic" ]] ||
+    die "subscription $name is attached to ${current[0]}, not $topic; delete it (gcloud pubsub subscriptions delete $name --project=$PROJECT) and run again"
+  for i in "${!checks[@]}"; do
+    IFS='|' read -r field want fix <<<"${checks[i]}"
+    [[ ${current[i + 1]} == "$want" ]] && continue
+    [[ -n $fix ]] || die "subscription $name has $field=${current[i + 1]:-unset}, wanted '$want', which this script does not change in place (Pub/Sub cannot change message ordering); delete it (gcloud pubsub subscriptions delete $name --project=$PROJECT) and run again; its undelivered messages are lost with it"
+    note "$name: $field is '${current[i + 1]}', wanted '$want'"
+    IFS=, read -r -a fixes <<<"$fix"
+    for want in "${fixes[@]}"; do
+      [[ " ${flags[*]} " == *" $want "* ]] || flags+=("$want")
+    done
+  done
+  if ((${#flags[@]})); then
+    run gcloud pubsub subscriptions update "$name" --project="$PROJECT" "${flags[@]}"
+  else
+    note "subscription $name is up to date"
+  fi
+}
+
+say "Topics"
+ensure_topic "$TOPIC"
+ensure_topic "$DLQ_TOPIC"
+
+say "Push subscription $PUSH_SUBSCRIPTION -> $ENDPOINT"
+push_flags="--push-endpoint=$ENDPOINT,--push-auth-service-account=$PUSH_SA,--push-auth-token-audience=$ENDPOINT"
+retry_flags="--min-retry-delay=${MIN_RETRY_DELAY_SECONDS}s,--max-retry-delay=${MAX_RETRY_DELAY_SECONDS}s"
+dead_letter_flags="--dead-letter-topic=$DLQ_TOPIC,--max-delivery-attempts=$PUBSUB_MAX_DELIVERY_ATTEMPTS"
+ensure_subscription "$PUSH_SUBSCRIPTION" "$TOPIC" \
+  --enable-message-ordering \
+  --push-endpoint="$ENDPOINT" --push-auth-service-account="$PUSH_SA" \
+  --push-auth-token-audience="$ENDPOINT" \
+  --ack-deadline="$ACK_DEADLINE_SECONDS" \
+  --min-retry-delay="${MIN_RETRY_DELAY_SECONDS}s" --max-retry-delay="${MAX_RETRY_DELAY_SECONDS}s" \
+  --dead-letter-topic="$DLQ_TOPIC" --max-delivery-attempts="$PUBSUB_MAX_DELIVERY_ATTEMPTS" \
+  --expiration-period=never \
+  -- \
+  "enableMessageOrdering|True|" \
+  "pushConfig.pushEndpoint|$ENDPOINT|$push_flags" \
+  "pushConfig.oidcToken.serviceAccountEmail|$PUSH_SA|$push_flags" \
+  "pushConfig.oidcToken.audience|$ENDPOINT|$push_flags" \
+  "ackDeadlineSeconds|$ACK_DEADLINE_SECONDS|--ack-deadline=$ACK_DEADLINE_SECONDS" \
+  "retryPolicy.minimumBackoff|${MIN_RETRY_DELAY_SECONDS}s|$retry_flags" \
+  "retryPolicy.maximumBackoff|${MAX_RETRY_DELAY_SECONDS}s|$retry_flags" \
+  "deadLetterPolicy.deadLetterTopic|$DLQ_TOPIC_PATH|$dead_letter_flags" \
+  "deadLetterPolicy.maxDeliveryAttempts|$PUBSUB_MAX_DELIVERY_ATTEMPTS|$dead_letter_flags" \
+  "expirationPolicy.ttl||--expiration-period=never"
+
+say "DLQ subscription $DLQ_SUBSCRIPTION (pull)"
+ensure_subscription "$DLQ_SUBSCRIPTION" "$DLQ_TOPIC" \
+  --ack-deadline="$DLQ_ACK_DEADLINE_SECONDS" --message-retention-duration="${DLQ_RETENTION_DAYS}d" \
+  --expiration-period=never \
+  -- \
+  "pushConfig.pushEndpoint||" \
+  "ackDeadlineSeconds|$DLQ_ACK_DEADLINE_SECONDS|--ack-deadline=$DLQ_ACK_DEADLINE_SECONDS" \
+  "messageRetentionDuration|$((DLQ_RETENTION_DAYS * 86400))s|--message-retention-duration=${DLQ_RETENTION_DAYS}d" \
+  "expirationPolicy.ttl||--expiration-period=never"

@@ -1,0 +1,616 @@
+"""A stateful stand-in for the gcloud commands the infra scripts run, for what no emulator serves.
+
+It keeps the project's resources (APIs, service accounts, IAM policies, the secret,
+Firestore settings, functions and their Cloud Run services, the scheduler job) in a JSON
+file, answers reads the way the Google APIs shape them, and formats them with gcloud's own
+``--format`` / ``--flatten`` / ``--filter`` code, so the scripts' projections are read as
+the real CLI would read them. Every call is logged (argv, and a digest of stdin).
+Pub/Sub is faked too (the emulator tests cover it with the real CLI), so a whole deploy
+runs in seconds.
+
+Unknown commands and malformed flags exit 2, like gcloud's argument errors, so a script
+that calls something this fake does not know fails loudly instead of passing quietly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+PROJECT_NUMBER = "123456789012"
+PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
+_Handler = Callable[["Call", dict[str, Any]], Any]
+
+
+class Exit(Exception):
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def not_found(what: str) -> NoReturn:
+    raise Exit(1, f"NOT_FOUND: {what} not found")
+
+
+def usage(message: str) -> NoReturn:
+    raise Exit(2, f"fake gcloud: {message}")
+
+
+class Call:
+    """One invocation: the command words, then ``--flag=value`` / ``--switch`` arguments."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.words: list[str] = []
+        self.flags: dict[str, list[str]] = {}
+        for arg in argv:
+            if arg.startswith("--"):
+                name, eq, value = arg[2:].partition("=")
+                self.flags.setdefault(name, []).append(value if eq else "")
+            elif self.flags:
+                usage(f"positional argument after flags (use --flag=value): {arg!r}")
+            else:
+                self.words.append(arg)
+
+    def flag(self, name: str, default: str | None = None) -> str:
+        values = self.flags.get(name)
+        if values is None:
+            if default is None:
+                usage(f"--{name} is required for {' '.join(self.words)}")
+            return default
+        if len(values) > 1:
+            usage(f"--{name} given twice")
+        return values[0]
+
+    def has(self, name: str) -> bool:
+        return name in self.flags
+
+    def positional(self, depth: int) -> str:
+        if len(self.words) != depth + 1:
+            usage(f"expected one resource after {' '.join(self.words[:depth])}")
+        return self.words[depth]
+
+
+# --- output -----------------------------------------------------------------------
+
+
+def emit(result: Any, call: Call) -> None:
+    """Print a read's result as gcloud would with the call's format flags."""
+    fmt = call.flags.get("format", [""])[0]
+    if result is None or fmt == "none":
+        return
+    if not fmt:
+        print(json.dumps(result, indent=2))
+        return
+    sdk = Path(os.environ["FAKE_GCLOUD_SDK"])
+    sys.path[:0] = [str(sdk / "lib"), str(sdk / "lib" / "third_party")]
+    printer = importlib.import_module("googlecloudsdk.core.resource.resource_printer")
+    records = result if isinstance(result, list) else [result]
+    if call.has("filter"):
+        compiled = importlib.import_module("googlecloudsdk.core.resource.resource_filter").Compile(
+            call.flag("filter")
+        )
+        records = [r for r in records if compiled.Evaluate(r)]
+    if call.has("limit"):
+        records = records[: int(call.flag("limit"))]
+    if call.has("flatten"):
+        records = _flatten(records, call.flag("flatten"))
+        printer.Print(records, fmt)
+    elif isinstance(result, list) or call.has("flatten"):
+        printer.Print(records, fmt)
+    else:
+        printer.Print(records[0], fmt, single=True)
+
+
+def _flatten(records: list[Any], key: str) -> list[Any]:
+    """``--flatten=a[].b``: one record per item of a[].b (the only shape the scripts use)."""
+    parent, _, child = key.partition("[].")
+    out = []
+    for record in records:
+        for item in record.get(parent, []):
+            for value in item.get(child, []) if child else [item]:
+                out.append({parent: {**item, child: value} if child else value})
+    return out
+
+
+# --- state helpers ----------------------------------------------------------------
+
+
+def project_of(call: Call) -> str:
+    project = call.flag("project")
+    if project != os.environ.get("FAKE_GCLOUD_PROJECT", project):
+        usage(f"unexpected project {project}")
+    return project
+
+
+def policy(state: dict[str, Any], key: str) -> dict[str, Any]:
+    bindings = state["policies"].get(key, {})
+    return {
+        "etag": "BwY=",
+        "version": 1,
+        "bindings": [{"role": r, "members": sorted(m)} for r, m in sorted(bindings.items()) if m],
+    }
+
+
+def iam(state: dict[str, Any], call: Call, key: str, verb: str) -> Any:
+    bindings = state["policies"].setdefault(key, {})
+    if verb == "get-iam-policy":
+        return policy(state, key)
+    member, role = call.flag("member"), call.flag("role")
+    if not role.startswith("roles/") or (
+        ":" not in member
+        and member
+        not in (
+            "allUsers",
+            "allAuthenticatedUsers",
+        )
+    ):
+        usage(f"bad binding {member} {role}")
+    if member.startswith("serviceAccount:"):
+        email = member.split(":", 1)[1]
+        if (
+            email.endswith(".iam.gserviceaccount.com")
+            and not email.startswith("service-")
+            and email not in state["service_accounts"]
+        ):
+            raise Exit(1, f"INVALID_ARGUMENT: Service account {email} does not exist.")
+        if email.startswith("service-") and not state["agent_created"]:
+            raise Exit(1, f"INVALID_ARGUMENT: Service account {email} does not exist.")
+    members = set(bindings.get(role, []))
+    if verb == "add-iam-policy-binding":
+        members.add(member)
+    else:
+        if member not in members:
+            raise Exit(1, f"Policy binding with the specified principal, role {role} not found")
+        members.discard(member)
+    bindings[role] = sorted(members)
+    return None
+
+
+# --- command groups ------------------------------------------------------------------
+
+
+def services(call: Call, state: dict[str, Any]) -> Any:
+    verb = call.words[1]
+    project_of(call)
+    if verb == "list":
+        if not call.has("enabled"):
+            usage("services list without --enabled")
+        return [{"config": {"name": api}, "state": "ENABLED"} for api in sorted(state["apis"])]
+    if verb == "enable":
+        state["apis"] = sorted(set(state["apis"]) | set(call.words[2:]))
+        return None
+    usage(f"services {verb}")
+
+
+def beta(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1:4] != ["services", "identity", "create"]:
+        usage(" ".join(call.words))
+    if call.flag("service") != "pubsub.googleapis.com":
+        usage("identity for an unexpected service")
+    project_of(call)
+    state["agent_created"] = True
+    return {"email": f"service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"}
+
+
+def projects(call: Call, state: dict[str, Any]) -> Any:
+    verb, project = call.words[1], call.positional(2)
+    if project != os.environ.get("FAKE_GCLOUD_PROJECT", project):
+        not_found(f"project {project}")
+    if verb == "describe":
+        return {"projectId": project, "projectNumber": PROJECT_NUMBER}
+    if verb in ("get-iam-policy", "add-iam-policy-binding", "remove-iam-policy-binding"):
+        if verb != "get-iam-policy" and call.flag("condition", "") != "None":
+            usage("project bindings need --condition=None (no prompt)")
+        return iam(state, call, f"projects/{project}", verb)
+    usage(f"projects {verb}")
+
+
+def iam_group(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1] != "service-accounts":
+        usage(" ".join(call.words))
+    verb, name = call.words[2], call.positional(3)
+    project = project_of(call)
+    if verb == "create":
+        email = f"{name}@{project}.iam.gserviceaccount.com"
+        if email in state["service_accounts"]:
+            raise Exit(1, "ALREADY_EXISTS: Service account already exists")
+        state["service_accounts"][email] = {
+            "email": email,
+            "displayName": call.flag("display-name"),
+        }
+        return None
+    if name not in state["service_accounts"]:
+        not_found(f"service account {name}")
+    if verb == "describe":
+        return state["service_accounts"][name]
+    return iam(state, call, f"serviceAccounts/{name}", verb)
+
+
+def secrets(call: Call, state: dict[str, Any]) -> Any:
+    project_of(call)
+    if call.words[1] == "versions":
+        verb = call.words[2]
+        name = call.flag("secret") if verb == "access" else call.positional(3)
+        secret = state["secrets"].get(name) or not_found(f"secret {name}")
+        if verb == "add":
+            if call.flag("data-file") != "-":
+                usage("the value must come through stdin")
+            data = sys.stdin.read()
+            secret["versions"].append(data)
+            return None
+        if verb == "list":
+            return [
+                {
+                    "name": f"projects/{PROJECT_NUMBER}/secrets/{name}/versions/{i}",
+                    "state": "ENABLED",
+                }
+                for i in range(len(secret["versions"]), 0, -1)
+            ]
+        if verb == "access":
+            if call.positional(3) != "latest" or not secret["versions"]:
+                not_found(f"secret {name} version")
+            sys.stdout.write(secret["versions"][-1])
+            return None
+        usage(f"secrets versions {verb}")
+    verb, name = call.words[1], call.positional(2)
+    if verb == "create":
+        if call.flag("replication-policy") != "automatic":
+            usage("replication policy")
+        state["secrets"][name] = {"versions": []}
+        return None
+    if name not in state["secrets"]:
+        not_found(f"secret {name}")
+    if verb == "describe":
+        return {"name": f"projects/{PROJECT_NUMBER}/secrets/{name}"}
+    return iam(state, call, f"secrets/{name}", verb)
+
+
+def firestore(call: Call, state: dict[str, Any]) -> Any:
+    project = project_of(call)
+    group, verb = call.words[1], call.words[2]
+    if group == "databases":
+        if call.flag("database") != "(default)":
+            usage("only the (default) database")
+        if verb == "describe":
+            return state["firestore"] or not_found("database (default)")
+        if verb == "create":
+            if call.flag("type") != "firestore-native":
+                usage("database type")
+            state["firestore"] = {
+                "name": f"projects/{project}/databases/(default)",
+                "type": "FIRESTORE_NATIVE",
+                "locationId": call.flag("location"),
+            }
+            return None
+    base = f"projects/{project}/databases/(default)/collectionGroups"
+    if group == "fields" and verb == "ttls":
+        sub = call.words[3]
+        if sub == "list":
+            return [
+                {"name": f"{base}/{g}/fields/{f}", "ttlConfig": {"state": "ACTIVE"}}
+                for g, f in state["ttls"]
+            ]
+        if sub == "update" and call.has("enable-ttl") and call.has("async"):
+            pair = [call.flag("collection-group"), call.positional(4)]
+            if pair not in state["ttls"]:
+                state["ttls"].append(pair)
+            return None
+    if group == "indexes" and verb == "composite":
+        sub = call.words[3]
+        if sub == "list":
+            return state["indexes"]
+        if sub == "create":
+            fields = []
+            for config in call.flags.get("field-config", []):
+                parts = dict(p.split("=", 1) for p in config.split(","))
+                fields.append({"fieldPath": parts["field-path"], "order": parts["order"].upper()})
+            fields.append({"fieldPath": "__name__", "order": "ASCENDING"})
+            state["indexes"].append(
+                {
+                    "name": f"{base}/{call.flag('collection-group')}/indexes/I{len(state['indexes'])}",
+                    "queryScope": call.flag("query-scope").upper(),
+                    "fields": fields,
+                    "state": "CREATING",
+                }
+            )
+            return None
+    usage(" ".join(call.words))
+
+
+def functions(call: Call, state: dict[str, Any]) -> Any:
+    verb, name = call.words[1], call.positional(2)
+    project = project_of(call)
+    region = call.flag("region")
+    if not call.has("gen2"):
+        usage("functions without --gen2")
+    fn = state["functions"].get(name)
+    if verb == "describe":
+        return fn or not_found(f"function {name}")
+    if verb != "deploy":
+        usage(f"functions {verb}")
+    source = Path(call.flag("source"))
+    if not (source / "main.py").is_file():
+        usage(f"--source {source} has no main.py")
+    if call.flag("runtime") != "python311" or not call.has("trigger-http") or not call.has("quiet"):
+        usage("deploy flags")
+    public = call.has("allow-unauthenticated")
+    if public == call.has("no-allow-unauthenticated"):
+        usage("say --allow-unauthenticated or --no-allow-unauthenticated")
+    account = call.flag("service-account")
+    if account not in state["service_accounts"]:
+        raise Exit(1, f"INVALID_ARGUMENT: service account {account} does not exist")
+    env = dict(pair.split("=", 1) for pair in call.flag("set-env-vars").split(","))
+    labels = dict(pair.split("=", 1) for pair in call.flag("update-labels").split(","))
+    uri = f"https://{name}-fk7q2-ew.a.run.app"
+    state["functions"][name] = {
+        "name": f"projects/{project}/locations/{region}/functions/{name}",
+        "state": "ACTIVE",
+        "labels": {**(fn or {}).get("labels", {}), **labels},
+        "buildConfig": {"entryPoint": call.flag("entry-point"), "runtime": "python311"},
+        "serviceConfig": {
+            "uri": uri,
+            "service": f"projects/{project}/locations/{region}/services/{name}",
+            "serviceAccountEmail": account,
+            "environmentVariables": env,
+            "timeoutSeconds": int(call.flag("timeout").rstrip("s")),
+            "maxInstanceCount": int(call.flag("max-instances")),
+            "ingressSettings": call.flag("ingress-settings"),
+        },
+    }
+    _new_revision(state, name, env)
+    if public:
+        invokers = state["policies"].setdefault(f"services/{name}", {})
+        invokers["roles/run.invoker"] = sorted({*invokers.get("roles/run.invoker", []), "allUsers"})
+    return None
+
+
+def _new_revision(state: dict[str, Any], service: str, env: dict[str, str]) -> None:
+    svc = state["run"].setdefault(service, {"generation": 0})
+    svc["generation"] += 1
+    revision = f"{service}-{svc['generation']:05d}-abc"
+    svc["env"] = dict(env)
+    svc["revision"] = revision
+
+
+def run(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1] != "services":
+        usage(" ".join(call.words))
+    verb, name = call.words[2], call.positional(3)
+    project_of(call)
+    call.flag("region")
+    svc = state["run"].get(name) or not_found(f"service {name}")
+    if verb == "describe":
+        return {
+            "metadata": {"name": name},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"env": [{"name": k, "value": v} for k, v in svc["env"].items()]}
+                        ]
+                    }
+                }
+            },
+            "status": {
+                "latestReadyRevisionName": svc["revision"],
+                "latestCreatedRevisionName": svc["revision"],
+                "traffic": [
+                    {"revisionName": svc["revision"], "percent": 100, "latestRevision": True}
+                ],
+            },
+        }
+    if verb == "update":
+        allowed = {"region", "project", "update-env-vars", "quiet"}
+        if set(call.flags) - allowed:
+            usage(f"run services update with {sorted(set(call.flags) - allowed)}")
+        _new_revision(
+            state,
+            name,
+            {
+                **svc["env"],
+                **dict(p.split("=", 1) for p in call.flag("update-env-vars").split(",")),
+            },
+        )
+        return None
+    return iam(state, call, f"services/{name}", verb)
+
+
+def scheduler(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1] != "jobs":
+        usage(" ".join(call.words))
+    verb = call.words[2]
+    project = project_of(call)
+    location = call.flag("location")
+    if verb == "describe":
+        name = call.positional(3)
+        return state["jobs"].get(name) or not_found(f"job {name}")
+    if verb not in ("create", "update") or call.words[3] != "http":
+        usage(" ".join(call.words))
+    name = call.positional(4)
+    if (verb == "create") == (name in state["jobs"]):
+        raise Exit(1, f"{'ALREADY_EXISTS' if verb == 'create' else 'NOT_FOUND'}: job {name}")
+    state["jobs"][name] = {
+        "name": f"projects/{project}/locations/{location}/jobs/{name}",
+        "schedule": call.flag("schedule"),
+        "timeZone": call.flag("time-zone"),
+        "attemptDeadline": call.flag("attempt-deadline"),
+        "state": "ENABLED",
+        "httpTarget": {
+            "uri": call.flag("uri"),
+            "httpMethod": call.flag("http-method").upper(),
+            "oidcToken": {
+                "serviceAccountEmail": call.flag("oidc-service-account-email"),
+                "audience": call.flag("oidc-token-audience"),
+            },
+        },
+    }
+    return None
+
+
+def _seconds(value: str) -> str:
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in unit:
+        return f"{int(value[:-1]) * unit[value[-1]]}s"
+    return f"{int(value)}s"
+
+
+def _subscription_settings(call: Call, sub: dict[str, Any], project: str) -> None:
+    """Apply create/update flags to a subscription, shaped as the Pub/Sub API returns it."""
+    known = {
+        "project",
+        "topic",
+        "enable-message-ordering",
+        "push-endpoint",
+        "push-auth-service-account",
+        "push-auth-token-audience",
+        "ack-deadline",
+        "min-retry-delay",
+        "max-retry-delay",
+        "dead-letter-topic",
+        "max-delivery-attempts",
+        "expiration-period",
+        "message-retention-duration",
+    }
+    if set(call.flags) - known:
+        usage(f"subscription flags {sorted(set(call.flags) - known)}")
+    if call.has("push-endpoint"):
+        sub["pushConfig"] = {"pushEndpoint": call.flag("push-endpoint")}
+        if call.has("push-auth-service-account"):
+            sub["pushConfig"]["oidcToken"] = {
+                "serviceAccountEmail": call.flag("push-auth-service-account"),
+                "audience": call.flag("push-auth-token-audience"),
+            }
+    if call.has("ack-deadline"):
+        sub["ackDeadlineSeconds"] = int(call.flag("ack-deadline"))
+    if call.has("min-retry-delay") or call.has("max-retry-delay"):
+        sub["retryPolicy"] = {
+            "minimumBackoff": _seconds(call.flag("min-retry-delay", "10s")),
+            "maximumBackoff": _seconds(call.flag("max-retry-delay", "600s")),
+        }
+    if call.has("dead-letter-topic"):
+        sub["deadLetterPolicy"] = {
+            "deadLetterTopic": f"projects/{project}/topics/{call.flag('dead-letter-topic')}",
+            "maxDeliveryAttempts": int(call.flag("max-delivery-attempts", "5")),
+        }
+    if call.has("expiration-period"):
+        period = call.flag("expiration-period")
+        sub["expirationPolicy"] = {} if period == "never" else {"ttl": _seconds(period)}
+    if call.has("message-retention-duration"):
+        sub["messageRetentionDuration"] = _seconds(call.flag("message-retention-duration"))
+
+
+def pubsub(call: Call, state: dict[str, Any]) -> Any:
+    kind, verb = call.words[1], call.words[2]
+    name = call.positional(3)
+    project = project_of(call)
+    store = state["pubsub"].setdefault(kind, {})
+    if verb == "create":
+        if name in store:
+            raise Exit(1, f"ALREADY_EXISTS: {kind} {name} already exists")
+        resource: dict[str, Any] = {"name": f"projects/{project}/{kind}/{name}"}
+        if kind == "subscriptions":
+            topic = call.flag("topic")
+            if topic not in state["pubsub"].get("topics", {}):
+                not_found(f"topic {topic}")
+            resource.update(
+                topic=f"projects/{project}/topics/{topic}",
+                pushConfig={},
+                ackDeadlineSeconds=10,
+                messageRetentionDuration="604800s",
+            )
+            if call.has("enable-message-ordering"):
+                resource["enableMessageOrdering"] = True
+            _subscription_settings(call, resource, project)
+        store[name] = resource
+        return None
+    if name not in store:
+        not_found(f"{kind} {name}")
+    if verb == "describe":
+        return store[name]
+    if verb == "update" and kind == "subscriptions":
+        if call.has("topic") or call.has("enable-message-ordering"):
+            usage("topic and ordering cannot be updated")
+        _subscription_settings(call, store[name], project)
+        return None
+    if verb in ("get-iam-policy", "add-iam-policy-binding", "remove-iam-policy-binding"):
+        return iam(state, call, f"{kind}/{name}", verb)
+    usage(f"pubsub {kind} {verb}")
+
+
+GROUPS: dict[str, _Handler] = {
+    "services": services,
+    "beta": beta,
+    "projects": projects,
+    "iam": iam_group,
+    "secrets": secrets,
+    "firestore": firestore,
+    "functions": functions,
+    "run": run,
+    "scheduler": scheduler,
+    "pubsub": pubsub,
+}
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    stdin_digest = None
+    state_path = Path(os.environ["FAKE_GCLOUD_STATE"])
+    state: dict[str, Any] = (
+        json.loads(state_path.read_text())
+        if state_path.exists()
+        else {
+            "apis": [],
+            "agent_created": False,
+            "service_accounts": {},
+            "policies": {},
+            "secrets": {},
+            "firestore": None,
+            "ttls": [],
+            "indexes": [],
+            "functions": {},
+            "run": {},
+            "jobs": {},
+            "pubsub": {},
+        }
+    )
+    if argv[-1:] == ["--data-file=-"] or "--data-file=-" in argv:
+        data = sys.stdin.read()
+        stdin_digest = hashlib.sha256(data.encode()).hexdigest()
+        sys.stdin = _Replay(data)
+    with Path(os.environ["FAKE_GCLOUD_LOG"]).open("a") as log:
+        log.write(json.dumps({"argv": argv, "stdin_sha256": stdin_digest}) + "\n")
+    try:
+        call = Call(argv)
+        if not call.words or call.words[0] not in GROUPS:
+            usage(f"unknown command {' '.join(call.words)}")
+        result = GROUPS[call.words[0]](call, state)
+        state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
+        emit(result, call)
+    except Exit as exc:
+        command = ".".join(["gcloud", *argv[:3]]).split("--")[0]
+        print(f"ERROR: ({command}) {exc.message}", file=sys.stderr)
+        return exc.code
+    return 0
+
+
+class _Replay:
+    """stdin already read once (to digest it), read again by the handler."""
+
+    def __init__(self, data: str) -> None:
+        self._data = data
+
+    def read(self) -> str:
+        data, self._data = self._data, ""
+        return data
+
+
+if __name__ == "__main__":
+    sys.exit(main())
