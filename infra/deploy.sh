@@ -6,7 +6,7 @@
 #
 # ENV_FILE: a copy of infra/env/example.env. --dry-run prints every gcloud command and runs
 # none (as for an empty project). --secret-stdin / --secret-file put the PayNow signing
-# secret in Secret Manager (needed on the first deploy; see infra/secret.sh).
+# secret in Secret Manager (needed on the first deploy; see infra/steps/secret.sh).
 # Steps: apis, service-accounts, secret, firestore, functions, pubsub, iam, scheduler.
 
 set -euo pipefail
@@ -28,9 +28,9 @@ started=$SECONDS
 for step in apis service-accounts secret firestore functions pubsub iam scheduler; do
   printf '\n### %s\n' "$step" >&2
   if [[ $step == secret ]]; then
-    bash "$INFRA_DIR/$step.sh" "${common[@]}" "${secret_args[@]}"
+    bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" "${secret_args[@]}"
   else # stdin may carry the secret: no other step may read it
-    bash "$INFRA_DIR/$step.sh" "${common[@]}" </dev/null
+    bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" </dev/null
   fi
 done
 

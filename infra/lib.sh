@@ -133,7 +133,6 @@ load_settings() {
   PUSH_SA="$PUSH_SA_NAME@$PROJECT.iam.gserviceaccount.com"
   SCHEDULER_SA="$SCHEDULER_SA_NAME@$PROJECT.iam.gserviceaccount.com"
   SECRET_ID="projects/$PROJECT/secrets/$SECRET_NAME"
-  TOPIC_PATH="projects/$PROJECT/topics/$TOPIC"
   DLQ_TOPIC_PATH="projects/$PROJECT/topics/$DLQ_TOPIC"
   if ((DRY_RUN)) && [[ -z ${INFRA_STEP_OF_DEPLOY:-} ]]; then
     say "DRY RUN ($file): commands are printed, none is run; reads find nothing"
@@ -211,8 +210,15 @@ run() {
   "$@"
 }
 
-# query VAR CMD...: a read. Its stdout goes into VAR; returns 0 when found, 1 when
-# the API answered NOT_FOUND (or under --dry-run); any other failure stops the script.
+# absent < ERRORS: whether a failed read's error output says the resource does not exist.
+# gcloud words it per service: NOT_FOUND (most), status=[404] (functions), "Cannot find
+# service" (run). Anything else (permission, quota, network) is a real failure.
+absent() {
+  grep -qE 'NOT_FOUND|status=\[404\]|Cannot find service \[' -
+}
+
+# query VAR CMD...: a read. Its stdout goes into VAR; returns 0 when found, 1 when the
+# resource is absent (or under --dry-run); any other failure stops the script.
 query() {
   local __var=$1 __out __err __rc=0
   shift
@@ -226,7 +232,7 @@ query() {
     printf -v "$__var" '%s' "$__out"
     return 0
   fi
-  if grep -q 'NOT_FOUND' "$__err"; then
+  if absent <"$__err"; then
     rm -f "$__err"
     return 1
   fi
@@ -251,12 +257,12 @@ describe_function() {
 # under --dry-run); stops the script when it is not deployed.
 function_endpoint() {
   if describe_function "$1"; then
-    [[ -n $FN_URL && -n $FN_SERVICE ]] || die "function $1 has no URL yet (state ${FN_STATE:-unknown}); run infra/functions.sh"
+    [[ -n $FN_URL && -n $FN_SERVICE ]] || die "function $1 has no URL yet (state ${FN_STATE:-unknown}); run infra/steps/functions.sh"
   elif ((DRY_RUN)); then
     FN_URL="https://dry-run.invalid/$1"
     FN_SERVICE=$1
   else
-    die "function $1 is not deployed; run infra/functions.sh first"
+    die "function $1 is not deployed; run infra/steps/functions.sh first"
   fi
 }
 

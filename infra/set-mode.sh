@@ -23,8 +23,8 @@ ARGS=()
 [[ $MODE == sync || $MODE == queue ]] || die "mode must be sync or queue, got '$MODE'"
 load_settings "$ENV_FILE"
 
-# live_state SERVICE: sets LIVE_MODE (sync when unset, as the code defaults), REVISION,
-# LATEST_CREATED and SERVING ("revision:percent" of the first traffic target).
+# live_state SERVICE: sets LIVE_MODE (sync when unset, as the code defaults), REVISION
+# (latest ready), LATEST_CREATED, and SERVING_REVISION / SERVING_PERCENT (first traffic target).
 live_state() {
   local out names values name i=0
   query out gcloud run services describe "$1" --region="$REGION" --project="$PROJECT" \

@@ -5,12 +5,14 @@ Nothing here skips: without gcloud (or bash) the tests that need it fail, saying
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,8 +25,17 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 EXAMPLE_ENV = INFRA / "env" / "example.env"
 FAKE_GCLOUD = Path(__file__).resolve().parent / "fake_gcloud.py"
-MUTATING = {"create", "deploy", "update", "enable", "add", "add-iam-policy-binding"}
-MUTATING |= {"remove-iam-policy-binding", "delete"}
+GCLOUD_DRIVER = Path(__file__).resolve().parent / "gcloud_driver.py"
+MUTATING = {
+    "add",
+    "add-iam-policy-binding",
+    "create",
+    "delete",
+    "deploy",
+    "enable",
+    "remove-iam-policy-binding",
+    "update",
+}
 
 
 @dataclass(frozen=True)
@@ -185,3 +196,103 @@ def emulator_env(config: Path, pubsub_host: str, project: str) -> dict[str, str]
         CLOUDSDK_CORE_PROJECT=project,
     )
     return env
+
+
+# --- does the real gcloud accept a command? ------------------------------------------
+
+_APIS = (
+    "CLOUDFUNCTIONS",
+    "CLOUDRESOURCEMANAGER",
+    "CLOUDSCHEDULER",
+    "FIRESTORE",
+    "IAM",
+    "PUBSUB",
+    "RUN",
+    "SECRETMANAGER",
+    "SERVICEUSAGE",
+)
+
+
+class _FailingApi(http.server.BaseHTTPRequestHandler):
+    """Every Google API, answering each request with one error (``status``);
+    GET /__count says how many requests came so far."""
+
+    status = 403
+    requests = 0
+
+    def _answer(self) -> None:
+        if self.path == "/__count":
+            self._send(200, str(_FailingApi.requests).encode())
+            return
+        _FailingApi.requests += 1
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        name = {403: "PERMISSION_DENIED", 404: "NOT_FOUND"}[self.status]
+        message = f"answered {self.status} by the test API"
+        self._send(
+            self.status,
+            json.dumps(
+                {"error": {"code": self.status, "status": name, "message": message}}
+            ).encode(),
+        )
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def gcloud_against_failing_api(
+    commands: list[list[str]], config: Path, status: int
+) -> list[dict[str, Any]]:
+    """Run each command with the real gcloud CLI against APIs that answer ``status``.
+
+    Every API endpoint is pointed (through gcloud's proxy setting) at a local server
+    answering each request with that error. All commands run in one gcloud process
+    (gcloud_driver.py), so dozens take seconds. Returns one outcome per command:
+    ``exit``, ``reached`` (requests the API received), ``stderr``.
+    """
+    handler = type("Api", (_FailingApi,), {"status": status, "requests": 0})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    env = base_env(config)
+    env.update(
+        CLOUDSDK_AUTH_ACCESS_TOKEN="not-a-real-token",
+        CLOUDSDK_PROXY_TYPE="http",
+        CLOUDSDK_PROXY_ADDRESS="127.0.0.1",
+        CLOUDSDK_PROXY_PORT=str(port),
+    )
+    env.update({f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{a}": f"http://{a.lower()}.mock/" for a in _APIS})
+    sdk = Path(real_gcloud()).parent.parent
+    bundled = sdk / "platform" / "bundledpythonunix" / "bin" / "python"
+    python = os.environ.get("CLOUDSDK_PYTHON") or (
+        str(bundled) if bundled.exists() else sys.executable
+    )
+    batch = [{"argv": argv, "stdin": "value-through-stdin"} for argv in commands]
+    try:
+        proc = subprocess.run(
+            [python, str(GCLOUD_DRIVER), str(sdk), f"http://127.0.0.1:{port}/__count"],
+            cwd=ROOT,
+            env=env,
+            input=json.dumps(batch),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outcomes = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o["argv"] for o in outcomes] == commands
+    return outcomes

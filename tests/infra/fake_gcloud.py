@@ -2,9 +2,9 @@
 
 It keeps the project's resources (APIs, service accounts, IAM policies, the secret,
 Firestore settings, functions and their Cloud Run services, the scheduler job) in a JSON
-file, answers reads the way the Google APIs shape them, and formats them with gcloud's own
-``--format`` / ``--flatten`` / ``--filter`` code, so the scripts' projections are read as
-the real CLI would read them. Every call is logged (argv, and a digest of stdin).
+file, answers reads the way the Google APIs shape them, and prints them with gcloud's own
+``--format`` and ``--filter`` code (``--flatten`` done as gcloud does it), so the scripts'
+projections are read as the real CLI would read them. Every call is logged (argv, and a digest of stdin).
 Pub/Sub is faked too (the emulator tests cover it with the real CLI), so a whole deploy
 runs in seconds.
 
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 PROJECT_NUMBER = "123456789012"
-PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
 _Handler = Callable[["Call", dict[str, Any]], Any]
 
 
@@ -102,8 +101,7 @@ def emit(result: Any, call: Call) -> None:
         records = records[: int(call.flag("limit"))]
     if call.has("flatten"):
         records = _flatten(records, call.flag("flatten"))
-        printer.Print(records, fmt)
-    elif isinstance(result, list) or call.has("flatten"):
+    if isinstance(result, list) or call.has("flatten"):
         printer.Print(records, fmt)
     else:
         printer.Print(records[0], fmt, single=True)
@@ -333,7 +331,13 @@ def functions(call: Call, state: dict[str, Any]) -> Any:
         usage("functions without --gen2")
     fn = state["functions"].get(name)
     if verb == "describe":
-        return fn or not_found(f"function {name}")
+        if not fn:  # how gcloud words a missing function
+            path = f"projects/{project}/locations/{region}/functions/{name}"
+            raise Exit(
+                1,
+                f"ResponseError: status=[404], code=[Ok], message=[Resource '{path}' was not found]",
+            )
+        return fn
     if verb != "deploy":
         usage(f"functions {verb}")
     source = Path(call.flag("source"))
@@ -386,7 +390,9 @@ def run(call: Call, state: dict[str, Any]) -> Any:
     verb, name = call.words[2], call.positional(3)
     project_of(call)
     call.flag("region")
-    svc = state["run"].get(name) or not_found(f"service {name}")
+    svc = state["run"].get(name)
+    if not svc:  # how gcloud words a missing Cloud Run service
+        raise Exit(1, f"Cannot find service [{name}]")
     if verb == "describe":
         return {
             "metadata": {"name": name},

@@ -3,21 +3,20 @@
 One story, run once for the module: a first deploy into an empty project, a second one
 (which must change nothing), the rollback switch twice, then drift repaired by a third
 deploy. Each test reads one chapter of it: the resources and policies left in the
-fake's state, and the commands the scripts ran. The last test gives every command the
-scripts ran, and every command of the dry-run plans, to the real gcloud CLI, which must
-accept them all.
+fake's state, and the commands the scripts ran. The last tests give every command the
+scripts ran, and every command of the dry-run plans, to the real gcloud CLI: it must
+accept them all, and lib.sh must read its "not found" answers as "absent" and nothing
+else as such.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
+import shlex
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,32 +24,18 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import (
-    ROOT,
+    INFRA,
     FakeGcloud,
     Result,
     base_env,
+    gcloud_against_failing_api,
     is_mutation,
     make_fake,
     make_trap,
     project_id,
-    real_gcloud,
     run_script,
     write_env,
 )
-
-VERBS = {
-    "access",
-    "add",
-    "add-iam-policy-binding",
-    "create",
-    "deploy",
-    "describe",
-    "enable",
-    "get-iam-policy",
-    "list",
-    "remove-iam-policy-binding",
-    "update",
-}
 
 
 @dataclass
@@ -142,9 +127,7 @@ def test_first_deploy_builds_everything(story: Story) -> None:
     )
     deploys = [c[2] for c in first.mutations() if c[:2] == ["functions", "deploy"]]
     # the worker and reconcile need their own URL: deployed twice, the first time only
-    assert (
-        deploys == ["paynow-webhook", "paynow-worker", "paynow-worker"] + ["paynow-reconcile"] * 2
-    )
+    assert deploys == ["paynow-worker"] * 2 + ["paynow-reconcile"] * 2 + ["paynow-webhook"]
     job = state["jobs"]["paynow-reconcile"]
     assert job["httpTarget"]["uri"] == job["httpTarget"]["oidcToken"]["audience"] == reconcile_url
     push = state["pubsub"]["subscriptions"]["paynow-events-push"]
@@ -294,54 +277,15 @@ def test_a_later_deploy_repairs_drift_and_only_that(story: Story) -> None:
 
 # --- the real gcloud accepts every command ---------------------------------------------
 
-MARK = "mock-api-reached"
-APIS = (
-    "CLOUDFUNCTIONS",
-    "CLOUDRESOURCEMANAGER",
-    "CLOUDSCHEDULER",
-    "FIRESTORE",
-    "IAM",
-    "PUBSUB",
-    "RUN",
-    "SECRETMANAGER",
-    "SERVICEUSAGE",
-)
 
-
-class _Refuse(http.server.BaseHTTPRequestHandler):
-    """Every Google API, answering 403 to everything."""
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = json.dumps(
-            {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": MARK}}
-        ).encode()
-        self.send_response(403)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def shape(argv: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A command without its resource and flag values: the same shape, the same parse."""
-    words = [a for a in argv if not a.startswith("--")]
-    verb = next(i for i, w in enumerate(words) if w in VERBS)
-    path = words[: verb + 1] + (["http"] if words[verb + 1 : verb + 2] == ["http"] else [])
-    return tuple(path), tuple(sorted(a.split("=", 1)[0] for a in argv if a.startswith("--")))
-
-
-def dry_run_commands(tmp_path: Path, gcloud_config: Path) -> list[list[str]]:
-    env_file = write_env(tmp_path / "plan.env", PROJECT="demo-accept-project")
-    trap = make_trap(tmp_path)
-    env = base_env(gcloud_config, trap.bin)
+def dry_run_commands(directory: Path, config: Path) -> list[list[str]]:
+    env_file = write_env(
+        directory / "plan.env",
+        PROJECT="demo-accept-project",
+        BUILD_SERVICE_ACCOUNT="paynow-build@demo-accept-project.iam.gserviceaccount.com",
+    )
+    trap = make_trap(directory)
+    env = base_env(config, trap.bin)
     plans = [
         run_script(
             "infra/deploy.sh", str(env_file), "--dry-run", "--secret-stdin", env=env, stdin="x"
@@ -356,51 +300,73 @@ def dry_run_commands(tmp_path: Path, gcloud_config: Path) -> list[list[str]]:
     return [c for plan in plans for c in plan.commands()]
 
 
-def test_gcloud_accepts_every_command(story: Story, tmp_path: Path, gcloud_config: Path) -> None:
+@pytest.fixture(scope="module")
+def every_command(
+    story: Story, tmp_path_factory: pytest.TempPathFactory, gcloud_config: Path
+) -> list[list[str]]:
+    """Every distinct command the story ran, and every command of the dry-run plans."""
+    commands: list[list[str]] = []
     ran = [c["argv"] for chapter in story.chapters.values() for c in chapter.calls]
-    commands: dict[Any, list[str]] = {}
-    for argv in ran + dry_run_commands(tmp_path, gcloud_config):
-        if argv[:2] != ["auth", "print-access-token"]:
-            commands.setdefault(shape(argv), argv)
-    for needed in (
-        ("scheduler", "jobs", "update", "http"),
-        ("run", "services", "remove-iam-policy-binding"),
-        ("run", "services", "update"),
-        ("secrets", "versions", "list"),
+    for argv in ran + dry_run_commands(tmp_path_factory.mktemp("plans"), gcloud_config):
+        if argv not in commands and argv[:2] != ["auth", "print-access-token"]:
+            commands.append(argv)
+    for needed in (  # the paths only a repair takes are in too
+        ["scheduler", "jobs", "update", "http"],
+        ["run", "services", "remove-iam-policy-binding"],
+        ["run", "services", "update"],
+        ["secrets", "versions", "list"],
     ):
-        assert needed in {path for path, _ in commands}, needed
+        assert [c for c in commands if c[: len(needed)] == needed], needed
+    return commands
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = base_env(gcloud_config)
-    env.update(
-        CLOUDSDK_AUTH_ACCESS_TOKEN="not-a-real-token",
-        CLOUDSDK_PROXY_TYPE="http",
-        CLOUDSDK_PROXY_ADDRESS="127.0.0.1",
-        CLOUDSDK_PROXY_PORT=str(server.server_address[1]),
-        **{f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}": f"http://{api.lower()}.mock/" for api in APIS},
+
+def is_read(argv: list[str]) -> bool:
+    """The commands the scripts run through lib.sh's ``query``."""
+    return bool({"describe", "list", "get-iam-policy"} & set(argv[:4]))
+
+
+def absent(stderr: str) -> bool:
+    """lib.sh's own verdict: does this error output say "the resource does not exist"?"""
+    check = subprocess.run(
+        ["bash", "-c", f"source {INFRA / 'lib.sh'}; absent"],
+        input=stderr,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    gcloud = real_gcloud()
+    assert check.returncode in (0, 1), check.stderr
+    return check.returncode == 0
 
-    def attempt(argv: list[str]) -> str | None:
-        proc = subprocess.run(
-            [gcloud, *argv],
-            cwd=ROOT,
-            env=env,
-            input="value-through-stdin",
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if proc.returncode == 1 and MARK in proc.stderr:
-            return None
-        return f"gcloud {' '.join(argv)}\n  -> exit {proc.returncode}: {proc.stderr.strip()[-400:]}"
 
-    try:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            refused = [r for r in pool.map(attempt, commands.values()) if r]
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_gcloud_accepts_every_command(every_command: list[list[str]], gcloud_config: Path) -> None:
+    """gcloud checks arguments before calling an API: accepted means the API was reached."""
+    outcomes = gcloud_against_failing_api(every_command, gcloud_config, 403)
+    refused = [
+        f"gcloud {shlex.join(o['argv'])} -> exit {o['exit']}, API requests {o['reached']}: "
+        f"{o['stderr'].strip()[-300:]}"
+        for o in outcomes
+        if o["exit"] != 1 or o["reached"] < 1
+    ]
     assert not refused, "gcloud did not accept:\n" + "\n".join(refused)
+    denied = [o["argv"] for o in outcomes if is_read(o["argv"]) and absent(o["stderr"])]
+    assert denied == []  # a permission error is never taken for "not there yet"
+
+
+def test_every_read_tells_a_missing_resource_apart(
+    every_command: list[list[str]], gcloud_config: Path
+) -> None:
+    """Each service words "not found" its own way; lib.sh must recognise every one of them,
+    except a missing project, which must stop the script rather than look like a blank one."""
+    reads = [argv for argv in every_command if is_read(argv)]
+    assert len(reads) > 15
+    outcomes = gcloud_against_failing_api(reads, gcloud_config, 404)
+    assert all(o["exit"] == 1 for o in outcomes), outcomes
+    project_reads = [o for o in outcomes if o["argv"][0] in ("projects", "services")]
+    assert len(project_reads) >= 3
+    assert not [o["argv"] for o in project_reads if absent(o["stderr"])]
+    missed = [
+        f"gcloud {shlex.join(o['argv'])}: {o['stderr'].strip()[-300:]}"
+        for o in outcomes
+        if o not in project_reads and not absent(o["stderr"])
+    ]
+    assert not missed, "a 404 not recognised as absent:\n" + "\n".join(missed)

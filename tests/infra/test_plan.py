@@ -359,3 +359,53 @@ def test_smoke_test_plan_only_reads(tmp_path: Path, trap_gcloud: TrapGcloud) -> 
     commands = result.commands()
     assert commands and not [c for c in commands if is_mutation(c)]
     assert words(commands[-2])[:4] == ["secrets", "versions", "access", "latest"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read the secret file"),
+        ("", "the secret is empty"),
+        ("  \n", "the secret is empty"),
+        ("first-line\nsecond-line\n", "the secret must be a single line"),
+    ],
+)
+def test_secret_file_is_checked_before_anything_runs(
+    tmp_path: Path, trap_gcloud: TrapGcloud, content: str | None, message: str
+) -> None:
+    secret_file = tmp_path / "secret.txt"
+    if content is not None:
+        secret_file.write_text(content)
+    env_file = write_env(tmp_path / "secret.env", PROJECT=PROJECT)
+    result = run_script(
+        "infra/steps/secret.sh",
+        str(env_file),
+        "--dry-run",
+        f"--secret-file={secret_file}",
+        env=base_env(tmp_path, trap_gcloud.bin),
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert result.commands() == []
+
+
+def test_secret_from_a_file_goes_through_stdin(tmp_path: Path, trap_gcloud: TrapGcloud) -> None:
+    value = f"file-secret-{uuid.uuid4().hex}"
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(value + "\n")
+    env_file = write_env(tmp_path / "secret.env", PROJECT=PROJECT)
+    result = run_script(
+        "infra/steps/secret.sh",
+        str(env_file),
+        "--secret-file",
+        str(secret_file),
+        "--dry-run",
+        env=base_env(tmp_path, trap_gcloud.bin),
+    )
+    assert result.returncode == 0, result.output
+    assert value not in result.output
+    assert [words(c)[:3] for c in result.commands() if is_mutation(c)] == [
+        ["secrets", "create", "paynow-webhook-secret"],
+        ["secrets", "versions", "add"],
+    ]
+    assert trap_gcloud.calls() == []

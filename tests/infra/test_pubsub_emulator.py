@@ -1,4 +1,4 @@
-"""infra/pubsub.sh with the real gcloud CLI against the Pub/Sub emulator.
+"""infra/steps/pubsub.sh with the real gcloud CLI against the Pub/Sub emulator.
 
 What the script created is read back with the admin clients. Measured on the emulator:
 it keeps the push endpoint, the OIDC service account and audience, message ordering,
@@ -35,7 +35,7 @@ class Project:
 
     def provision(self, endpoint: str = ENDPOINT) -> tuple[int, list[list[str]], str]:
         result = run_script(
-            "infra/pubsub.sh", str(self.env_file), "--push-endpoint", endpoint, env=self.env
+            "infra/steps/pubsub.sh", str(self.env_file), "--push-endpoint", endpoint, env=self.env
         )
         return result.returncode, result.commands(), result.stderr
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Step 1: enable the Google APIs the pipeline and its deploy use (only those not enabled yet).
 #
-#   infra/apis.sh ENV_FILE [--dry-run]
+#   infra/steps/apis.sh ENV_FILE [--dry-run]
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 no_more_args
 load_settings "$ENV_FILE"

@@ -2,7 +2,7 @@
 # Step 7: every permission the pipeline's identities hold, each on the one resource it
 # concerns; no primitive role (owner, editor, viewer) anywhere.
 #
-#   infra/iam.sh ENV_FILE [--dry-run]
+#   infra/steps/iam.sh ENV_FILE [--dry-run]
 #
 # webhook SA     datastore.user (project); pubsub.publisher on paynow-events and on
 #                paynow-events-dlq (it dead-letters unreadable bodies, and terminal failures
@@ -18,8 +18,8 @@
 # Each policy is read first; only missing bindings are added.
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 no_more_args
 load_settings "$ENV_FILE"

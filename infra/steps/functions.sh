@@ -2,11 +2,11 @@
 # Step 5: deploy paynow_webhook, paynow_worker and paynow_reconcile (Cloud Functions gen2,
 # python311) from functions/, each as its own service account.
 #
-#   infra/functions.sh ENV_FILE [--dry-run]
+#   infra/steps/functions.sh ENV_FILE [--dry-run]
 #
 # The webhook is public: PayNow authenticates with its HMAC signature. The worker and
 # reconcile are not (--no-allow-unauthenticated): Cloud Run admits only callers holding
-# run.invoker (granted by infra/iam.sh) and the code checks the token's audience and email.
+# run.invoker (granted by infra/steps/iam.sh) and the code checks the token's audience and email.
 # A function whose source and settings are unchanged is not deployed again: each deploy
 # records a digest of both in the function's label deploy-hash.
 # The worker's and reconcile's token audience is their own URL (PUSH_AUDIENCE,
@@ -14,8 +14,8 @@
 # audience (every token is refused), reads the URL, and deploys again with it.
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 no_more_args
 load_settings "$ENV_FILE"
@@ -79,12 +79,13 @@ common_env=(
   "MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS" "EVENT_TTL_DAYS=$EVENT_TTL_DAYS"
   "PAYNOW_USER_ID_KEY=$PAYNOW_USER_ID_KEY"
 )
-deploy_function "$WEBHOOK_FUNCTION" "$WEBHOOK_TARGET" "$WEBHOOK_SA" --allow-unauthenticated \
-  "$WEBHOOK_TIMEOUT_SECONDS" "$WEBHOOK_MAX_INSTANCES" '' \
-  "${common_env[@]}" "WEBHOOK_MODE=$WEBHOOK_MODE" "PAYNOW_WEBHOOK_SECRET_ID=$SECRET_ID"
+# The public webhook goes last: the functions it hands work to are updated first.
 deploy_function "$WORKER_FUNCTION" "$WORKER_TARGET" "$WORKER_SA" --no-allow-unauthenticated \
   "$WORKER_TIMEOUT_SECONDS" "$WORKER_MAX_INSTANCES" PUSH_AUDIENCE \
   "${common_env[@]}" PUSH_AUTH=oidc "PUSH_SERVICE_ACCOUNT=$PUSH_SA"
 deploy_function "$RECONCILE_FUNCTION" "$RECONCILE_TARGET" "$RECONCILE_SA" --no-allow-unauthenticated \
   "$RECONCILE_TIMEOUT_SECONDS" "$RECONCILE_MAX_INSTANCES" RECONCILE_AUDIENCE \
   "${common_env[@]}" PUSH_AUTH=oidc "SCHEDULER_SERVICE_ACCOUNT=$SCHEDULER_SA"
+deploy_function "$WEBHOOK_FUNCTION" "$WEBHOOK_TARGET" "$WEBHOOK_SA" --allow-unauthenticated \
+  "$WEBHOOK_TIMEOUT_SECONDS" "$WEBHOOK_MAX_INSTANCES" '' \
+  "${common_env[@]}" "WEBHOOK_MODE=$WEBHOOK_MODE" "PAYNOW_WEBHOOK_SECRET_ID=$SECRET_ID"

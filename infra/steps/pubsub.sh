@@ -2,17 +2,17 @@
 # Step 6: topics paynow-events and paynow-events-dlq, the worker's push subscription
 # paynow-events-push and the DLQ's pull subscription paynow-events-dlq-sub.
 #
-#   infra/pubsub.sh ENV_FILE [--dry-run] [--push-endpoint URL]
+#   infra/steps/pubsub.sh ENV_FILE [--dry-run] [--push-endpoint URL]
 #
 # The push endpoint and token audience are the worker's URL (read from the deployed
-# function unless --push-endpoint is given). Settings that drifted are updated in place,
-# one group of flags each; the ones Pub/Sub cannot change (topic, message ordering) stop
-# the script with what to do. Works against the Pub/Sub emulator too:
+# function unless --push-endpoint is given). Only the settings that drifted are updated,
+# in place; those Pub/Sub cannot change (topic, message ordering) stop the script with
+# what to do. Works against the Pub/Sub emulator too:
 #   CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=http://localhost:8085/ CLOUDSDK_AUTH_ACCESS_TOKEN=x
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 ENDPOINT=''
 set -- "${ARGS[@]}"
@@ -45,7 +45,7 @@ ensure_topic() {
   fi
 }
 
-# ensure_subscription NAME TOPIC_PATH CREATE_FLAGS... -- CHECK...: create it, or compare it.
+# ensure_subscription NAME TOPIC CREATE_FLAGS... -- CHECK...: create it, or compare it.
 # Each CHECK is "FIELD|WANT|FLAGS" (FLAGS empty = immutable): the subscription's FIELD
 # (a gcloud format key) must print as WANT, else FLAGS (comma-separated) are updated.
 ensure_subscription() {
@@ -71,7 +71,7 @@ ensure_subscription() {
   for i in "${!checks[@]}"; do
     IFS='|' read -r field want fix <<<"${checks[i]}"
     [[ ${current[i + 1]} == "$want" ]] && continue
-    [[ -n $fix ]] || die "subscription $name has $field=${current[i + 1]:-unset}, wanted '$want', which this script does not change in place (Pub/Sub cannot change message ordering); delete it (gcloud pubsub subscriptions delete $name --project=$PROJECT) and run again; its undelivered messages are lost with it"
+    [[ -n $fix ]] || die "subscription $name has $field=${current[i + 1]:-unset}, wanted '$want', which this script does not change in place; delete it (gcloud pubsub subscriptions delete $name --project=$PROJECT) and run again. The messages it holds go with it (for $PUSH_SUBSCRIPTION their events stay received in Firestore and the reconcile job publishes them again)"
     note "$name: $field is '${current[i + 1]}', wanted '$want'"
     IFS=, read -r -a fixes <<<"$fix"
     for want in "${fixes[@]}"; do

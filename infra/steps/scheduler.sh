@@ -2,13 +2,13 @@
 # Step 8: the Cloud Scheduler job that calls paynow_reconcile (every 5 minutes by default),
 # with an OIDC token of the scheduler service account whose audience is reconcile's URL.
 #
-#   infra/scheduler.sh ENV_FILE [--dry-run]
+#   infra/steps/scheduler.sh ENV_FILE [--dry-run]
 #
 # A job that drifted from the settings is updated; a paused job stays paused (say so).
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 no_more_args
 load_settings "$ENV_FILE"

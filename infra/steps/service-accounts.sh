@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Step 2: one service account per identity; their permissions are granted by infra/iam.sh.
+# Step 2: one service account per identity; their permissions are granted by infra/steps/iam.sh.
 #
-#   infra/service-accounts.sh ENV_FILE [--dry-run]
+#   infra/steps/service-accounts.sh ENV_FILE [--dry-run]
 #
 # webhook   runs paynow_webhook          worker     runs paynow_worker
 # reconcile runs paynow_reconcile        push       signs Pub/Sub's push tokens to the worker
 # scheduler signs Cloud Scheduler's tokens to paynow_reconcile
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 no_more_args
 load_settings "$ENV_FILE"

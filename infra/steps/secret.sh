@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Step 3: the PayNow signing secret in Secret Manager.
 #
-#   infra/secret.sh ENV_FILE [--dry-run] [--secret-stdin | --secret-file PATH]
+#   infra/steps/secret.sh ENV_FILE [--dry-run] [--secret-stdin | --secret-file PATH]
 #
 # Creates the secret when absent. With --secret-stdin or --secret-file PATH, the value
 # (one line) becomes a new version unless the latest version already holds it. The value
@@ -10,8 +10,8 @@
 # Without a value, fails when the secret has no enabled version yet.
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 SOURCE=''
 set -- "${ARGS[@]}"
@@ -88,6 +88,6 @@ else
     note "(a real run stops here unless the secret has an enabled version)"
   else
     die "secret $SECRET_NAME has no enabled version: put the value in with
-  infra/secret.sh $ENV_FILE --secret-stdin < FILE   (or --secret-file FILE)"
+  infra/steps/secret.sh $ENV_FILE --secret-stdin < FILE   (or --secret-file FILE)"
   fi
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Step 4: the Firestore database (native mode), its TTL policies and the composite index.
 #
-#   infra/firestore.sh ENV_FILE [--dry-run]
+#   infra/steps/firestore.sh ENV_FILE [--dry-run]
 #
 # TTL on expireAt of webhookEvents and rejectedPayloads (the functions set it EVENT_TTL_DAYS
 # ahead; Firestore deletes expired documents within about a day). The reconcile query
@@ -12,8 +12,8 @@
 #   gcloud firestore indexes composite list --project=PROJECT
 
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 no_more_args
 load_settings "$ENV_FILE"

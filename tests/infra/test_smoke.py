@@ -1,0 +1,114 @@
+"""scripts/smoke_test.py against the functions served locally on the emulators.
+
+The same checks a deploy runs against the live project: here the webhook and the worker
+run under functions-framework, and Firestore's REST API is the emulator's.
+"""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from scripts import localstack
+from tests.conftest import Emulators
+from tests.infra.conftest import ROOT
+
+SECRET = f"smoke-secret-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Served:
+    webhook: str
+    worker: str
+    firestore: str
+
+
+@pytest.fixture(scope="module")
+def served(emulators: Emulators) -> Iterator[Served]:
+    env = localstack.function_env(
+        pubsub_host=emulators.pubsub_host,
+        firestore_host=emulators.firestore_host,
+        extra={"PAYNOW_WEBHOOK_SECRET": SECRET},
+    )
+    worker_port, webhook_port = localstack.free_port(), localstack.free_port()
+    worker_env = {
+        **env,
+        "PUSH_AUTH": "oidc",
+        "PUSH_AUDIENCE": f"http://127.0.0.1:{worker_port}/",
+        "PUSH_SERVICE_ACCOUNT": "paynow-push@demo-paynow.iam.gserviceaccount.com",
+    }
+    procs = []
+    try:
+        procs.append(
+            localstack.start_function("smoke-worker", "paynow_worker", worker_port, worker_env)
+        )
+        procs.append(
+            localstack.start_function("smoke-webhook", "paynow_webhook", webhook_port, env)
+        )
+        yield Served(procs[1].address, procs[0].address, f"http://{emulators.firestore_host}")
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def smoke(
+    served: Served, secret: str, *protected: str, timeout: int = 15
+) -> subprocess.CompletedProcess[str]:
+    args = [
+        sys.executable,
+        str(ROOT / "scripts" / "smoke_test.py"),
+        f"--project={localstack.PROJECT}",
+        f"--webhook-url={served.webhook}",
+        f"--firestore-url={served.firestore}",
+        f"--timeout={timeout}",
+    ]
+    args += [f"--protected-url={url}" for url in protected]
+    env = {"PATH": "/usr/bin:/bin", "PAYNOW_WEBHOOK_SECRET": secret, "SMOKE_ACCESS_TOKEN": "owner"}
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_smoke_test_passes_on_a_working_pipeline(served: Served) -> None:
+    result = smoke(served, SECRET, served.worker)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 4
+    assert lines[-1] == "smoke test passed"
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_smoke_test_fails_on_a_wrong_secret(served: Served) -> None:
+    result = smoke(served, SECRET + "-rotated-elsewhere", timeout=3)
+    assert result.returncode == 1
+    assert "FAIL webhook accepts a signed event" in result.stdout
+    assert "FAIL event recorded in webhookEvents" in result.stdout
+
+
+class _Open(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_smoke_test_fails_when_a_protected_function_is_open(served: Served) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Open)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        open_url = f"http://127.0.0.1:{server.server_address[1]}/"
+        result = smoke(served, SECRET, served.worker, open_url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert f"FAIL {open_url} refuses a caller without a token" in result.stdout
+    assert f"ok   {served.worker} refuses a caller without a token" in result.stdout
