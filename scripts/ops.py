@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "functions"))
 
 from paynow import config  # noqa: E402
-from paynow.adapters import firestore_store, pubsub_publisher  # noqa: E402
+from paynow.adapters import documents, firestore_store, pubsub_publisher  # noqa: E402
 from paynow.domain.errors import InvalidMessage  # noqa: E402
 from paynow.domain.messages import QueueMessage  # noqa: E402
 from paynow.service.ports import RECEIVED  # noqa: E402
@@ -247,13 +247,7 @@ def dlq_replay(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool
         status = ops.store.reopen(event_id)
         if status == RECEIVED:
             record = ops.store.event_status(event_id) or {}
-            message = QueueMessage(
-                event_id=event_id,
-                event_type=str(record.get("eventType", "")),
-                customer_id=record.get("customerId"),
-                user_id=record.get("userId"),
-            )
-            ops.publisher.publish(message).wait()
+            ops.publisher.publish(documents.queue_message(event_id, record)).wait()
             results["republished"] += 1
         elif status is None:
             results["not_found"] += 1

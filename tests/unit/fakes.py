@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from paynow.adapters import documents
 from paynow.domain import events as ev
 from paynow.domain import points
-from paynow.domain.errors import EventMismatch, EventNotVisible, TransientError
+from paynow.domain.errors import EventNotVisible, TransientError
 from paynow.domain.messages import DeadLetter, QueueMessage
-from paynow.service.ports import DEAD_LETTERED, FINAL_STATES, RECEIVED, Processed
+from paynow.service.ports import FINAL_STATES, RECEIVED, Processed
 
 
 class FakeStore:
@@ -66,18 +67,7 @@ class FakeStore:
     # --- records -----------------------------------------------------------
 
     def _new_record(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
-        return {
-            "eventType": event.event_type,
-            "userId": event.user_id,
-            "customerId": event.customer_id,
-            "status": RECEIVED,
-            "mode": mode,
-            "receivedAt": self._stamp(),
-            "processedAt": None,
-            "attempts": 0,
-            "lastError": None,
-            "data": event.record_data(),
-        }
+        return documents.event_record(event, mode, self._stamp(), expire_at=None)
 
     def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
         self.journal.append(f"store.record_received:{event.event_id}")
@@ -100,15 +90,7 @@ class FakeStore:
             ),
             key=lambda row: row[0],
         )
-        return [
-            QueueMessage(
-                event_id=event_id,
-                event_type=str(record.get("eventType")),
-                customer_id=record.get("customerId") or None,
-                user_id=record.get("userId") or None,
-            )
-            for _, event_id, record in stuck[:limit]
-        ]
+        return [documents.queue_message(event_id, record) for _, event_id, record in stuck[:limit]]
 
     # --- the points transaction ------------------------------------------------
 
@@ -120,27 +102,16 @@ class FakeStore:
         if event is None:
             if record is None:
                 raise EventNotVisible(f"event {event_id} has no record yet")
-            data = record.get("data")
-            if not isinstance(data, dict):
-                raise EventMismatch(f"stored event {event_id} has no data")
-            event = ev.from_record(
-                event_id,
-                str(record.get("eventType", "")),
-                record.get("customerId"),
-                record.get("userId"),
-                data,
-            )
+            event = documents.event_from_record(event_id, record)
         need = points.needs(event)
         catalog = {
-            p: int(self.catalog[p]["points"])
+            p: value
             for p in need.product_ids
-            if p in self.catalog
-            and isinstance(self.catalog[p].get("points"), int)
-            and not isinstance(self.catalog[p].get("points"), bool)
+            if (value := documents.catalog_points(self.catalog.get(p))) is not None
         }
-        order = _order_state(self.orders.get(need.order_id)) if need.order_id else None
+        order = documents.order_state(self.orders.get(need.order_id)) if need.order_id else None
         sub = (
-            _subscription_state(self.subscriptions.get(need.subscription_id))
+            documents.subscription_state(self.subscriptions.get(need.subscription_id))
             if need.subscription_id
             else None
         )
@@ -160,41 +131,15 @@ class FakeStore:
             user = self.users.setdefault(outcome.user_id, {"points": 0})
             user["points"] = int(user.get("points", 0)) + outcome.delta
             user["updatedAt"] = now
-            self.ledger.setdefault(outcome.user_id, {})[event.event_id] = {
-                "delta": outcome.delta,
-                "eventId": event.event_id,
-                "eventType": event.event_type,
-                "orderId": outcome.order_id,
-                "reason": outcome.reason,
-                "createdAt": now,
-            }
+            self.ledger.setdefault(outcome.user_id, {})[event.event_id] = documents.ledger_entry(
+                event, outcome, now
+            )
         if outcome.order is not None and outcome.order_id:
-            o = outcome.order
-            self.orders[outcome.order_id] = {
-                "userId": o.user_id,
-                "customerId": o.customer_id,
-                "totalAmount": o.total_amount,
-                "currency": o.currency,
-                "pointsCredited": o.points_credited,
-                "refundedAmount": o.refunded_amount,
-                "pointsReversed": o.points_reversed,
-                "updatedAt": now,
-            }
+            self.orders[outcome.order_id] = documents.order_document(outcome.order, now)
         if outcome.subscription is not None:
-            sub_id, s = outcome.subscription
-            self.subscriptions[sub_id] = {
-                "userId": s.user_id,
-                "customerId": s.customer_id,
-                "productId": s.product_id,
-                "status": s.status,
-                "currentPeriodEnd": s.current_period_end,
-                "updatedAt": now,
-            }
-        final = {
-            "status": outcome.status,
-            "processedAt": now,
-            "userId": outcome.user_id or event.user_id,
-        }
+            sub_id, state = outcome.subscription
+            self.subscriptions[sub_id] = documents.subscription_document(state, now)
+        final = documents.processed_fields(event, outcome, now)
         if record is None:
             self.events[event.event_id] = {**self._new_record(event, mode), **final}
         else:
@@ -207,11 +152,7 @@ class FakeStore:
     ) -> None:
         self.journal.append(f"store.mark_dead_lettered:{event_id}")
         record = self.events.get(event_id)
-        fields = {
-            "status": DEAD_LETTERED,
-            "processedAt": self._stamp(),
-            "lastError": {"code": code, "message": message},
-        }
+        fields = documents.dead_lettered_fields(code, message, self._stamp())
         if record is None:
             if event is None:
                 return
@@ -246,32 +187,6 @@ class FakeStore:
 
     def remember_rejection(self, digest: str, code: str) -> None:
         self.rejections[digest] = code
-
-
-def _order_state(doc: dict[str, Any] | None) -> points.OrderState | None:
-    if doc is None:
-        return None
-    return points.OrderState(
-        user_id=str(doc["userId"]),
-        customer_id=doc.get("customerId"),
-        total_amount=int(doc.get("totalAmount", 0)),
-        currency=str(doc.get("currency", "")),
-        points_credited=int(doc.get("pointsCredited", 0)),
-        refunded_amount=int(doc.get("refundedAmount", 0)),
-        points_reversed=int(doc.get("pointsReversed", 0)),
-    )
-
-
-def _subscription_state(doc: dict[str, Any] | None) -> points.SubscriptionState | None:
-    if doc is None:
-        return None
-    return points.SubscriptionState(
-        user_id=doc.get("userId"),
-        customer_id=doc.get("customerId"),
-        product_id=str(doc.get("productId", "")),
-        status=str(doc.get("status", "")),
-        current_period_end=doc.get("currentPeriodEnd"),
-    )
 
 
 @dataclass

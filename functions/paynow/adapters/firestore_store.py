@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +20,11 @@ from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from paynow.adapters import documents
 from paynow.adapters.google_errors import calling
 from paynow.domain import events as ev
 from paynow.domain import points
-from paynow.domain.errors import EventMismatch, EventNotVisible
+from paynow.domain.errors import EventNotVisible
 from paynow.domain.messages import QueueMessage
 from paynow.service.ports import (
     DEAD_LETTERED,
@@ -76,19 +78,8 @@ class FirestoreEventStore:
         return self._db.collection(EVENTS).document(event_id)
 
     def _new_record(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
-        return {
-            "eventType": event.event_type,
-            "userId": event.user_id,
-            "customerId": event.customer_id,
-            "status": RECEIVED,
-            "mode": mode,
-            "receivedAt": firestore.SERVER_TIMESTAMP,
-            "processedAt": None,
-            "attempts": 0,
-            "lastError": None,
-            "expireAt": datetime.now(UTC) + self._ttl,
-            "data": event.record_data(),
-        }
+        expire_at = datetime.now(UTC) + self._ttl
+        return documents.event_record(event, mode, firestore.SERVER_TIMESTAMP, expire_at)
 
     def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
         ref = self._event_ref(event.event_id)
@@ -116,15 +107,7 @@ class FirestoreEventStore:
         )
         with calling("Firestore"):
             snaps = list(query.stream(**_CALL))
-        return [
-            QueueMessage(
-                event_id=snap.id,
-                event_type=str(snap.get("eventType")),
-                customer_id=_optional(snap, "customerId"),
-                user_id=_optional(snap, "userId"),
-            )
-            for snap in snaps
-        ]
+        return [documents.queue_message(snap.id, snap.to_dict() or {}) for snap in snaps]
 
     # --- the points transaction -------------------------------------------
 
@@ -137,39 +120,47 @@ class FirestoreEventStore:
             return result
 
     def _apply(self, txn: Any, given: ev.PayNowEvent | None, event_id: str, mode: str) -> Processed:
+        """All reads, then all writes (the function may run again on contention).
+
+        With the event given (sync mode) its needs are known before reading,
+        so the record and the state are read together in one round trip.
+        """
         event_ref = self._event_ref(event_id)
-        record = _read(txn, [event_ref])[event_ref.path]
+        if given is not None:
+            refs = self._state_refs(points.needs(given))
+            docs = _read(txn, [event_ref, *refs.all])
+            record = docs[event_ref.path]
+        else:
+            record = _read(txn, [event_ref])[event_ref.path]
         if record is not None and record.get("status") in FINAL_STATES:
             return Processed(status="duplicate")
         if given is None:
             if record is None:
                 raise EventNotVisible(f"event {event_id} has no record yet")
-            event = _event_from_record(event_id, record)
+            event = documents.event_from_record(event_id, record)
+            refs = self._state_refs(points.needs(event))
+            docs = _read(txn, refs.all)
         else:
             event = given
-        need = points.needs(event)
-        refs = {
-            "catalog": [self._db.collection(CATALOG).document(p) for p in need.product_ids],
-            "order": [self._db.collection(ORDERS).document(need.order_id)] if need.order_id else [],
-            "subscription": [self._db.collection(SUBSCRIPTIONS).document(need.subscription_id)]
-            if need.subscription_id
-            else [],
-        }
-        docs = _read(txn, [r for group in refs.values() for r in group])
         catalog = {
-            r.id: int(doc["points"])
-            for r in refs["catalog"]
-            if (doc := docs[r.path]) is not None and _is_int(doc.get("points"))
+            r.id: value
+            for r in refs.catalog
+            if (value := documents.catalog_points(docs[r.path])) is not None
         }
-        order = _order_state(docs[refs["order"][0].path]) if refs["order"] else None
-        sub = (
-            _subscription_state(docs[refs["subscription"][0].path])
-            if refs["subscription"]
-            else None
-        )
+        order = documents.order_state(docs[refs.order.path]) if refs.order else None
+        sub = documents.subscription_state(docs[refs.sub.path]) if refs.sub else None
         outcome = points.apply(event, catalog, order, sub)
         self._write(txn, event, event_ref, record, mode, outcome)
         return Processed(status=outcome.status, outcome=outcome)
+
+    def _state_refs(self, need: points.Needs) -> _StateRefs:
+        return _StateRefs(
+            catalog=[self._db.collection(CATALOG).document(p) for p in need.product_ids],
+            order=self._db.collection(ORDERS).document(need.order_id) if need.order_id else None,
+            sub=self._db.collection(SUBSCRIPTIONS).document(need.subscription_id)
+            if need.subscription_id
+            else None,
+        )
 
     def _write(
         self,
@@ -190,48 +181,20 @@ class FirestoreEventStore:
             )
             txn.set(
                 user_ref.collection(LEDGER).document(event.event_id),
-                {
-                    "delta": outcome.delta,
-                    "eventId": event.event_id,
-                    "eventType": event.event_type,
-                    "orderId": outcome.order_id,
-                    "reason": outcome.reason,
-                    "createdAt": now,
-                },
+                documents.ledger_entry(event, outcome, now),
             )
         if outcome.order is not None and outcome.order_id:
-            o = outcome.order
             txn.set(
                 self._db.collection(ORDERS).document(outcome.order_id),
-                {
-                    "userId": o.user_id,
-                    "customerId": o.customer_id,
-                    "totalAmount": o.total_amount,
-                    "currency": o.currency,
-                    "pointsCredited": o.points_credited,
-                    "refundedAmount": o.refunded_amount,
-                    "pointsReversed": o.points_reversed,
-                    "updatedAt": now,
-                },
+                documents.order_document(outcome.order, now),
             )
         if outcome.subscription is not None:
-            sub_id, s = outcome.subscription
+            sub_id, state = outcome.subscription
             txn.set(
                 self._db.collection(SUBSCRIPTIONS).document(sub_id),
-                {
-                    "userId": s.user_id,
-                    "customerId": s.customer_id,
-                    "productId": s.product_id,
-                    "status": s.status,
-                    "currentPeriodEnd": s.current_period_end,
-                    "updatedAt": now,
-                },
+                documents.subscription_document(state, now),
             )
-        final = {
-            "status": outcome.status,
-            "processedAt": now,
-            "userId": outcome.user_id or event.user_id,
-        }
+        final = documents.processed_fields(event, outcome, now)
         if record is None:
             txn.set(event_ref, {**self._new_record(event, mode), **final})
         else:
@@ -246,11 +209,7 @@ class FirestoreEventStore:
 
         def mark(txn: Any) -> None:
             record = _read(txn, [ref])[ref.path]
-            fields = {
-                "status": DEAD_LETTERED,
-                "processedAt": firestore.SERVER_TIMESTAMP,
-                "lastError": {"code": code, "message": message},
-            }
+            fields = documents.dead_lettered_fields(code, message, firestore.SERVER_TIMESTAMP)
             if record is None:
                 if event is None:
                     return  # nothing to mark: the DLQ message is the only trace
@@ -349,49 +308,18 @@ def _read(txn: Any, refs: list[Any]) -> dict[str, dict[str, Any] | None]:
     return out
 
 
-def _optional(snap: Any, field: str) -> str | None:
-    value = (snap.to_dict() or {}).get(field)
-    return value if isinstance(value, str) and value else None
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _event_from_record(event_id: str, record: dict[str, Any]) -> ev.PayNowEvent:
-    data = record.get("data")
-    if not isinstance(data, dict):
-        raise EventMismatch(f"stored event {event_id} has no data")
-    return ev.from_record(
-        event_id,
-        str(record.get("eventType", "")),
-        record.get("customerId"),
-        record.get("userId"),
-        data,
-    )
+@dataclass(frozen=True)
+class _StateRefs:
+    """The documents an event's rule reads besides its own record."""
 
+    catalog: list[Any]
+    order: Any | None
+    sub: Any | None
 
-def _order_state(doc: dict[str, Any] | None) -> points.OrderState | None:
-    if doc is None:
-        return None
-    return points.OrderState(
-        user_id=str(doc["userId"]),
-        customer_id=doc.get("customerId"),
-        total_amount=int(doc.get("totalAmount", 0)),
-        currency=str(doc.get("currency", "")),
-        points_credited=int(doc.get("pointsCredited", 0)),
-        refunded_amount=int(doc.get("refundedAmount", 0)),
-        points_reversed=int(doc.get("pointsReversed", 0)),
-    )
-
-
-def _subscription_state(doc: dict[str, Any] | None) -> points.SubscriptionState | None:
-    if doc is None:
-        return None
-    return points.SubscriptionState(
-        user_id=doc.get("userId"),
-        customer_id=doc.get("customerId"),
-        product_id=str(doc.get("productId", "")),
-        status=str(doc.get("status", "")),
-        current_period_end=doc.get("currentPeriodEnd"),
-    )
+    @property
+    def all(self) -> list[Any]:
+        return [*self.catalog, *(r for r in (self.order, self.sub) if r is not None)]
