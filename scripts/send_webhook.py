@@ -1,7 +1,9 @@
 """Sign and send one PayNow sample event to a webhook (the local stack's by default).
 
     .venv/bin/python scripts/send_webhook.py order_completed
-    .venv/bin/python scripts/send_webhook.py refund --url https://REGION-PROJECT.cloudfunctions.net/paynow_webhook
+    URL=$(gcloud functions describe paynow-webhook --gen2 --region REGION \
+          --format='value(serviceConfig.uri)')
+    .venv/bin/python scripts/send_webhook.py refund --url "$URL"
 
 The sample is re-stamped and re-signed; ``--fresh`` gives it new ids so the
 same sample can be sent again without being a duplicate. The secret comes
