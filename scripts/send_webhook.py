@@ -1,4 +1,4 @@
-"""Sign and send one PayNow sample event to a webhook (the local stack's by default).
+r"""Sign and send one PayNow sample event to a webhook (the local stack's by default).
 
     .venv/bin/python scripts/send_webhook.py order_completed
     URL=$(gcloud functions describe paynow-webhook --gen2 --region REGION \
