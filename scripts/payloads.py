@@ -1,18 +1,15 @@
 """PayNow-shaped payloads for the demo, the tests, the benchmark and the chaos run.
 
-Each builder starts from the matching sample in ``../shared/paynow-samples``
-(PayNow's schema, with PII fields) and replaces the ids and amounts, so
-every event sent locally looks like what PayNow sends. ``signed`` adds
+Each builder starts from the reference payload of its type
+(``scripts/paynow_shapes``: PayNow's schema, PII fields included) and replaces
+the ids and amounts, so every event sent locally looks like what PayNow sends. ``signed`` adds
 fresh headers with the same ``sign`` the webhook verifies against.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,8 @@ sys.path.insert(0, str(ROOT / "functions"))
 
 from paynow.domain.signature import sign  # noqa: E402
 
-SAMPLES = Path(os.environ.get("PAYNOW_SAMPLES_DIR", ROOT.parent / "shared" / "paynow-samples"))
+from scripts.paynow_shapes import canonical  # noqa: E402
+
 SAMPLE_NAMES = (
     "order_completed",
     "refund",
@@ -32,18 +30,9 @@ SAMPLE_NAMES = (
 )
 
 
-@cache
-def _sample(name: str) -> dict[str, Any]:
-    path = SAMPLES / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no PayNow sample {path} (set PAYNOW_SAMPLES_DIR)")
-    doc: dict[str, Any] = json.loads(path.read_text())
-    return doc
-
-
 def sample(name: str) -> dict[str, Any]:
-    """A fresh copy of one sample payload."""
-    return copy.deepcopy(_sample(name))
+    """A fresh copy of one reference payload (``scripts/paynow_shapes.canonical``)."""
+    return canonical(name)
 
 
 def _customer(doc: dict[str, Any], customer_id: str) -> None:
