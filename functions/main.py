@@ -21,7 +21,13 @@ from paynow.domain.errors import (
     TransientError,
 )
 from paynow.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from paynow.observability import WEBHOOK_HANDLED, WEBHOOK_REJECTED, elapsed_ms, log
+from paynow.observability import (
+    CALLER_REFUSED,
+    WEBHOOK_HANDLED,
+    WEBHOOK_REJECTED,
+    elapsed_ms,
+    log,
+)
 
 MAX_BODY_BYTES = 1024 * 1024
 _READ_CHUNK = 64 * 1024
@@ -81,17 +87,7 @@ def paynow_worker(request: flask.Request) -> flask.Response:
         raw = _read_body(request)
         result = runtime.worker().handle(raw)
     except PipelineError as exc:
-        status = _status_of(exc)
-        if status in (401, 403):
-            log(
-                "WARNING",
-                "push refused",
-                metric=WEBHOOK_REJECTED,
-                errorCode=exc.code,
-                httpStatus=status,
-                target="paynow_worker",
-            )
-        return _answer(status, {"error": exc.code, "message": exc.message})
+        return _refusal(exc, "paynow_worker")
     except Exception as exc:  # a bug: answer 500 so Pub/Sub redelivers
         return _internal_error(exc, "paynow_worker")
     body: dict[str, Any] = {"status": result.status, "eventId": result.event_id}
@@ -111,7 +107,7 @@ def paynow_reconcile(request: flask.Request) -> flask.Response:
             verifier.verify(request.headers.get("Authorization"))
         report = runtime.reconciler().run()
     except PipelineError as exc:
-        return _answer(_status_of(exc), {"error": exc.code, "message": exc.message})
+        return _refusal(exc, "paynow_reconcile")
     except Exception as exc:  # a bug: 500, the scheduler runs again later
         return _internal_error(exc, "paynow_reconcile")
     return _answer(
@@ -151,6 +147,21 @@ def _status_of(exc: PipelineError) -> int:
     if isinstance(exc, TransientError):
         return 503
     return 500
+
+
+def _refusal(exc: PipelineError, target: str) -> flask.Response:
+    """The answer of a worker or reconcile failure; a refused caller token is logged."""
+    status = _status_of(exc)
+    if status in (401, 403):
+        log(
+            "WARNING",
+            "caller refused",
+            metric=CALLER_REFUSED,
+            errorCode=exc.code,
+            httpStatus=status,
+            target=target,
+        )
+    return _answer(status, {"error": exc.code, "message": exc.message})
 
 
 def _internal_error(exc: Exception, target: str) -> flask.Response:

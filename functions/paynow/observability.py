@@ -18,6 +18,7 @@ QUEUE_PUBLISHED = "paynow_queue_published"
 QUEUE_PUBLISH_LATENCY = "paynow_queue_publish_latency"
 WEBHOOK_HANDLED = "paynow_webhook_handled"
 WEBHOOK_REJECTED = "paynow_webhook_rejected"
+CALLER_REFUSED = "paynow_caller_refused"  # a push or scheduler token refused (401/403)
 WORKER_PROCESSED = "paynow_worker_processed"
 WORKER_FAILURES = "paynow_worker_failures"
 WORKER_LATENCY = "paynow_worker_latency"
