@@ -272,8 +272,9 @@ class FirestoreEventStore:
                 if snap.id == event_id:
                     continue
                 theirs = snap.get("receivedAt")
-                if received_at is None or theirs is None or theirs < received_at:
-                    return True
+                comparable = isinstance(theirs, datetime) and isinstance(received_at, datetime)
+                if not comparable or theirs < received_at:
+                    return True  # earlier, or of unknown order: waiting is the safe side
         return False
 
     def rejection_seen(self, digest: str) -> bool:
