@@ -7,7 +7,8 @@
 # ENV_FILE: a copy of infra/env/example.env. --dry-run prints every gcloud command and runs
 # none (as for an empty project). --secret-stdin / --secret-file put the PayNow signing
 # secret in Secret Manager (needed on the first deploy; see infra/steps/secret.sh).
-# Steps: apis, service-accounts, secret, firestore, functions, pubsub, iam, scheduler.
+# Steps: apis, service-accounts, secret, firestore, functions, pubsub, iam, scheduler,
+# monitoring (log-based metrics, alert policies and the dashboard of infra/monitoring/).
 
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -25,7 +26,7 @@ export INFRA_STEP_OF_DEPLOY=1
 common=("$ENV_FILE")
 ((DRY_RUN)) && common+=(--dry-run)
 started=$SECONDS
-for step in apis service-accounts secret firestore functions pubsub iam scheduler; do
+for step in apis service-accounts secret firestore functions pubsub iam scheduler monitoring; do
   printf '\n### %s\n' "$step" >&2
   if [[ $step == secret ]]; then
     bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" "${secret_args[@]}"

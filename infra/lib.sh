@@ -41,6 +41,7 @@ readonly SETTINGS=(
   PUBSUB_MAX_DELIVERY_ATTEMPTS MAX_DELIVERY_ATTEMPTS DLQ_RETENTION_DAYS EVENT_TTL_DAYS
   PAYNOW_USER_ID_KEY
   BUILD_SERVICE_ACCOUNT
+  NOTIFICATION_CHANNELS
 )
 declare -A DEFAULTS=(
   [WEBHOOK_MODE]=sync
@@ -168,6 +169,9 @@ validate_settings() {
   _expect PAYNOW_USER_ID_KEY '^[A-Za-z0-9_.-]+$' 'a checkout metadata key'
   _expect BUILD_SERVICE_ACCOUNT '^([a-z0-9-]+@[a-z0-9.-]+[.]iam[.]gserviceaccount[.]com)?$' \
     'empty or a service account email'
+  _expect NOTIFICATION_CHANNELS \
+    '^(projects/[a-z0-9-]+/notificationChannels/[0-9]+(,projects/[a-z0-9-]+/notificationChannels/[0-9]+)*)?$' \
+    'empty or comma-separated channel names projects/P/notificationChannels/ID'
   _between WEBHOOK_TIMEOUT_SECONDS 1 3600
   _between WORKER_TIMEOUT_SECONDS 1 590
   _between RECONCILE_TIMEOUT_SECONDS 15 1800

@@ -4,8 +4,10 @@ It reads the project and emulator hosts from the same variables as the
 functions (GOOGLE_CLOUD_PROJECT, FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST,
 PUBSUB_TOPIC, PUBSUB_DLQ_TOPIC), uses application default credentials on
 GCP, prints tables (``--json`` for scripts) and exits 1 when what it checks
-does not hold.
+does not hold (2 for a configuration it cannot run with).
 
+    scripts/paynow-ops health [--strict] [--stuck-after SECONDS]
+    scripts/paynow-ops mode [--env-file infra/env/ENV.env]
     scripts/paynow-ops event show EVENT_ID
     scripts/paynow-ops user show USER_ID
     scripts/paynow-ops ledger verify [--user USER_ID]
@@ -20,10 +22,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import subprocess
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,16 @@ from paynow.service.ports import RECEIVED  # noqa: E402
 from paynow.service.reconcile import ReconcileService  # noqa: E402
 
 DLQ_SUBSCRIPTION = os.environ.get("PUBSUB_DLQ_SUBSCRIPTION", "paynow-events-dlq-sub")
+PUSH_SUBSCRIPTION = os.environ.get("PUBSUB_PUSH_SUBSCRIPTION", "paynow-events-push")
 PEEK_BATCH = 100
+CALL_TIMEOUT_SECONDS = 10.0
+STUCK_AFTER_SECONDS = 900  # three reconcile periods: by then reconcile should have republished it
+MODES = ("sync", "queue")
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+class UsageError(Exception):
+    """A command line or settings file the CLI cannot run with (exit 2)."""
 
 
 class Ops:
@@ -273,6 +287,337 @@ def reconcile(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]
     return asdict(report), report.failed == 0
 
 
+# --- health --------------------------------------------------------------------
+
+
+def _problem(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+class _Health:
+    """The checks of one ``health`` run, each ok / warn / fail with what to do."""
+
+    def __init__(self, ops: Ops) -> None:
+        self.ops = ops
+        self.local = bool(ops.settings.pubsub_emulator_host)
+        # What only the cloud deploy sets up is a warning on the emulators.
+        self.cloud_only = WARN if self.local else FAIL
+        self.checks: list[dict[str, str]] = []
+
+    def add(self, check: str, status: str, detail: str) -> None:
+        self.checks.append({"check": check, "status": status, "detail": detail})
+
+    def firestore(self) -> bool:
+        try:
+            self.ops.db.collection(firestore_store.EVENTS).limit(1).get(
+                timeout=CALL_TIMEOUT_SECONDS
+            )
+        except Exception as exc:
+            self.add("firestore", FAIL, f"unreachable: {_problem(exc)}")
+            return False
+        self.add("firestore", OK, f"reachable (project {self.ops.settings.project})")
+        return True
+
+    def topic(self, path: str) -> None:
+        name = path.rsplit("/", 1)[-1]
+        try:
+            pubsub_publisher.publisher_client().get_topic(
+                request={"topic": path}, timeout=CALL_TIMEOUT_SECONDS
+            )
+        except Exception as exc:
+            self.add(f"topic {name}", FAIL, self._missing(exc))
+            return
+        self.add(f"topic {name}", OK, "exists")
+
+    def subscription(self, name: str) -> Any:
+        path = self.ops.subscriber.subscription_path(self.ops.settings.project, name)
+        try:
+            return self.ops.subscriber.get_subscription(
+                request={"subscription": path}, timeout=CALL_TIMEOUT_SECONDS
+            )
+        except Exception as exc:
+            self.add(f"subscription {name}", FAIL, self._missing(exc))
+            return None
+
+    @staticmethod
+    def _missing(exc: BaseException) -> str:
+        from google.api_core import exceptions as gexc
+
+        if isinstance(exc, gexc.NotFound):
+            return "missing: infra/steps/pubsub.sh creates it (locally: scripts/stack)"
+        return _problem(exc)
+
+    def push(self, sub: Any) -> None:
+        settings, name = self.ops.settings, PUSH_SUBSCRIPTION
+        endpoint = sub.push_config.push_endpoint
+        problems = []
+        if sub.topic != settings.topic_path:
+            problems.append(f"attached to {sub.topic}, not {settings.topic_path}")
+        if not sub.enable_message_ordering:
+            problems.append("message ordering is off (recreate it: infra/steps/pubsub.sh)")
+        if not endpoint:
+            problems.append("no push endpoint: it is a pull subscription")
+        if "retry_policy" not in sub:
+            problems.append("no retry policy (exponential backoff)")
+        if problems:
+            self.add(f"subscription {name}", FAIL, "; ".join(problems))
+        else:
+            backoff = sub.retry_policy
+            self.add(
+                f"subscription {name}",
+                OK,
+                f"ordered push to {endpoint}, backoff "
+                f"{backoff.minimum_backoff.total_seconds():.0f}-"
+                f"{backoff.maximum_backoff.total_seconds():.0f} s",
+            )
+        token = sub.push_config.oidc_token
+        if token.service_account_email and token.audience:
+            same = token.audience == endpoint
+            self.add(
+                "push auth",
+                OK if same else WARN,
+                f"OIDC token of {token.service_account_email}, audience {token.audience}"
+                + ("" if same else " (not the endpoint: the worker expects its own URL)"),
+            )
+        elif self.local:
+            self.add("push auth", WARN, "no OIDC token (local: the worker runs PUSH_AUTH=none)")
+        else:
+            self.add("push auth", FAIL, "no OIDC token: the worker refuses every push")
+        policy = sub.dead_letter_policy
+        if not policy.dead_letter_topic:
+            self.add(
+                "dead-letter policy",
+                self.cloud_only,
+                "absent; expected locally (the Pub/Sub emulator stops delivering an ordered "
+                "subscription once a message reaches its maximum attempts), the worker "
+                "dead-letters by itself"
+                if self.local
+                else "absent: Pub/Sub never dead-letters what the worker cannot answer; "
+                "infra/steps/pubsub.sh sets it",
+            )
+        elif policy.dead_letter_topic != settings.dlq_topic_path:
+            self.add("dead-letter policy", FAIL, f"to {policy.dead_letter_topic}, not the DLQ")
+        elif policy.max_delivery_attempts <= settings.max_delivery_attempts:
+            self.add(
+                "dead-letter policy",
+                WARN,
+                f"after {policy.max_delivery_attempts} deliveries, not after the worker's "
+                f"MAX_DELIVERY_ATTEMPTS={settings.max_delivery_attempts}: dead letters lose "
+                "their errorCode",
+            )
+        else:
+            self.add(
+                "dead-letter policy",
+                OK,
+                f"to {policy.dead_letter_topic.rsplit('/', 1)[-1]} after "
+                f"{policy.max_delivery_attempts} deliveries",
+            )
+
+    def dlq(self, sub: Any) -> int | None:
+        name, settings = DLQ_SUBSCRIPTION, self.ops.settings
+        problems = []
+        if sub.topic != settings.dlq_topic_path:
+            problems.append(f"attached to {sub.topic}, not {settings.dlq_topic_path}")
+        if sub.push_config.push_endpoint:
+            problems.append("it pushes; the DLQ subscription must be pulled")
+        self.add(f"subscription {name}", FAIL if problems else OK, "; ".join(problems) or "pull")
+        try:
+            depth = len(self.ops.peek_dlq())
+        except Exception as exc:
+            self.add("dead letters waiting", FAIL, _problem(exc))
+            return None
+        self.add(
+            "dead letters waiting",
+            OK if depth == 0 else WARN,
+            "none"
+            if depth == 0
+            else f"{depth}: scripts/paynow-ops dlq list, fix the cause, dlq replay",
+        )
+        return depth
+
+    def oldest_received(self, stuck_after: int) -> dict[str, Any] | None:
+        """The oldest event still ``received`` (the reconcile query: status, receivedAt)."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        now = datetime.now(UTC)
+        query = (
+            self.ops.db.collection(firestore_store.EVENTS)
+            .where(filter=FieldFilter("status", "==", RECEIVED))
+            .where(filter=FieldFilter("receivedAt", "<", now))  # timestamps only
+            .order_by("receivedAt")
+            .limit(1)
+        )
+        try:
+            snaps = query.get(timeout=CALL_TIMEOUT_SECONDS)
+        except Exception as exc:
+            hint = " (needs the index webhookEvents (status, receivedAt): infra/steps/firestore.sh)"
+            self.add("oldest received event", FAIL, _problem(exc) + hint)
+            return None
+        if not snaps:
+            self.add("oldest received event", OK, "none waiting")
+            return None
+        snap = snaps[0]
+        age = (now - snap.get("receivedAt")).total_seconds()
+        oldest = {"eventId": snap.id, "ageSeconds": round(age), "mode": snap.get("mode")}
+        if age <= stuck_after:
+            self.add("oldest received event", OK, f"{snap.id}, {age:.0f} s old")
+        else:
+            self.add(
+                "oldest received event",
+                WARN if self.local else FAIL,
+                f"{snap.id}, {age:.0f} s old (over {stuck_after} s): reconcile has not "
+                "republished it; scripts/paynow-ops reconcile"
+                + (" (no scheduler runs it locally)" if self.local else ""),
+            )
+        return oldest
+
+
+def health(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """Firestore, the contract's topics and subscriptions, DLQ depth, the oldest stuck event.
+
+    Exit 1 on any ``fail`` (with ``--strict``, on any ``warn`` too). On the emulators
+    (PUBSUB_EMULATOR_HOST set) what only the cloud deploy sets up is a ``warn``: the push
+    subscription's dead-letter policy and OIDC token, and a stuck event nothing schedules
+    reconcile for. DLQ messages are a ``warn``: work for a person, not a broken pipeline.
+    """
+    check = _Health(ops)
+    firestore_ok = check.firestore()
+    check.topic(ops.settings.topic_path)
+    check.topic(ops.settings.dlq_topic_path)
+    push = check.subscription(PUSH_SUBSCRIPTION)
+    if push is not None:
+        check.push(push)
+    dlq_sub = check.subscription(DLQ_SUBSCRIPTION)
+    depth = check.dlq(dlq_sub) if dlq_sub is not None else None
+    oldest = check.oldest_received(args.stuck_after) if firestore_ok else None
+    statuses = {c["status"] for c in check.checks}
+    ok = FAIL not in statuses and not (args.strict and WARN in statuses)
+    return {
+        "ok": ok,
+        "environment": "emulator" if check.local else "gcp",
+        "project": ops.settings.project,
+        "strict": args.strict,
+        "dlqDepth": depth,
+        "oldestReceived": oldest,
+        "checks": check.checks,
+    }, ok
+
+
+# --- mode ------------------------------------------------------------------------
+
+
+def read_settings_file(path: Path) -> dict[str, str]:
+    """An infra settings file (infra/env/*.env) read as infra/lib.sh reads it: KEY=value
+    lines, optional quotes, comments; nothing is run."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read the settings file {path}: {exc.strerror}") from None
+    values: dict[str, str] = {}
+    for n, raw in enumerate(lines, 1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=(.*)", line)
+        if not match:
+            raise UsageError(f"{path}:{n}: expected KEY=value")
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def _other(mode: str) -> str:
+    return "queue" if mode == "sync" else "sync"
+
+
+def _deployed_mode(env_file: Path) -> tuple[dict[str, Any], bool]:
+    values = read_settings_file(env_file)
+    project, region = values.get("PROJECT"), values.get("REGION")
+    if not project or not region:
+        raise UsageError(f"{env_file} must set PROJECT and REGION")
+    service = values.get("WEBHOOK_FUNCTION") or "paynow-webhook"  # gen2: the service's name
+    file_mode = values.get("WEBHOOK_MODE") or "sync"
+    out: dict[str, Any] = {
+        "source": "deployed",
+        "project": project,
+        "region": region,
+        "service": service,
+        "settingsFile": str(env_file),
+        "settingsFileMode": file_mode,
+    }
+    argv = [
+        "gcloud",
+        "run",
+        "services",
+        "describe",
+        service,
+        f"--region={region}",
+        f"--project={project}",
+        "--format=json",
+    ]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {**out, "mode": None, "error": _problem(exc)}, False
+    if done.returncode != 0:
+        error = " ".join(done.stderr.split())[-300:]
+        return {**out, "mode": None, "error": f"{' '.join(argv)}: {error}"}, False
+    doc = json.loads(done.stdout)
+    containers = doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])
+    env = {e.get("name"): e.get("value") for e in containers[0].get("env", [])}
+    mode = str(env.get("WEBHOOK_MODE") or "sync").strip().lower()  # unset: the code's default
+    status = doc.get("status", {})
+    traffic = (status.get("traffic") or [{}])[0]
+    out.update(
+        mode=mode,
+        revision=status.get("latestReadyRevisionName"),
+        serving=f"{traffic.get('revisionName')} at {traffic.get('percent')}%",
+        matchesSettingsFile=mode == file_mode,
+    )
+    if mode not in MODES:
+        out["error"] = f"WEBHOOK_MODE={mode!r} on the service: the webhook refuses to start"
+        mode = "sync"
+    out["switchCommand"] = f"infra/set-mode.sh {env_file} {_other(mode)}"
+    out["rollbackCommand"] = f"infra/set-mode.sh {env_file} sync"
+    if out["matchesSettingsFile"]:
+        out["note"] = f"{env_file} says {file_mode} too; after switching, set it there as well"
+    else:
+        out["note"] = (
+            f"{env_file} says WEBHOOK_MODE={file_mode}: the next infra/deploy.sh that changes "
+            f"the webhook switches it back; set WEBHOOK_MODE={mode} there to keep it"
+        )
+    return out, "error" not in out and bool(out["matchesSettingsFile"])
+
+
+def _local_mode() -> tuple[dict[str, Any], bool]:
+    mode = (os.environ.get("WEBHOOK_MODE") or "").strip().lower() or "sync"
+    valid = mode in MODES
+    other = _other(mode if valid else "queue")
+    out: dict[str, Any] = {
+        "source": "local environment (WEBHOOK_MODE of this shell)",
+        "mode": mode,
+        "valid": valid,
+        "switchCommand": f"infra/set-mode.sh infra/env/ENV.env {other}",
+        "localSwitch": f"restart the local stack: ./scripts/stack --mode {other}",
+        "note": "for the deployed webhook: scripts/paynow-ops mode --env-file infra/env/ENV.env",
+    }
+    if not valid:
+        out["error"] = "WEBHOOK_MODE must be sync or queue: a function started with it refuses to"
+    return out, valid
+
+
+def webhook_mode(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """WEBHOOK_MODE of the deployed webhook (``--env-file``: its Cloud Run service, read with
+    gcloud) or of this shell, and the command that switches it. Exit 1 when the deployed
+    mode differs from the settings file's (the next deploy would switch it back)."""
+    if args.env_file:
+        return _deployed_mode(Path(args.env_file))
+    return _local_mode()
+
+
 # --- output ------------------------------------------------------------------
 
 
@@ -326,15 +671,32 @@ def main(argv: list[str] | None = None) -> int:
     area.add_parser("reconcile")
     commands["reconcile", None] = reconcile
 
+    p = area.add_parser("health", help="check Firestore, topics, subscriptions, DLQ, stuck events")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.add_argument(
+        "--stuck-after",
+        type=int,
+        default=STUCK_AFTER_SECONDS,
+        metavar="SECONDS",
+        help=f"a received event older than this is stuck (default {STUCK_AFTER_SECONDS})",
+    )
+    commands["health", None] = health
+
+    p = area.add_parser("mode", help="the webhook's WEBHOOK_MODE and how to switch it")
+    p.add_argument("--env-file", help="infra settings file: read the deployed webhook's mode")
+
     args = parser.parse_args(argv)
-    command = commands[args.area, getattr(args, "verb", None)]
     try:
-        ops = Ops()
-    except config.ConfigError as exc:
+        if args.area == "mode":  # no Firestore or Pub/Sub client needed
+            result, ok = webhook_mode(args)
+        else:
+            command = commands[args.area, getattr(args, "verb", None)]
+            ops = Ops()
+            with contextlib.redirect_stdout(sys.stderr):  # the library's JSON logs stay off stdout
+                result, ok = command(ops, args)
+    except (config.ConfigError, UsageError) as exc:
         print(f"paynow-ops: {exc}", file=sys.stderr)
         return 2
-    with contextlib.redirect_stdout(sys.stderr):  # the library's JSON logs stay off stdout
-        result, ok = command(ops, args)
     if args.json:
         print(json.dumps(result, default=str, indent=2))
     else:

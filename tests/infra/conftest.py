@@ -206,6 +206,8 @@ _APIS = (
     "CLOUDSCHEDULER",
     "FIRESTORE",
     "IAM",
+    "LOGGING",
+    "MONITORING",
     "PUBSUB",
     "RUN",
     "SECRETMANAGER",

@@ -1,7 +1,8 @@
 """A stateful stand-in for the gcloud commands the infra scripts run, for what no emulator serves.
 
 It keeps the project's resources (APIs, service accounts, IAM policies, the secret,
-Firestore settings, functions and their Cloud Run services, the scheduler job) in a JSON
+Firestore settings, functions and their Cloud Run services, the scheduler job, log-based
+metrics, alert policies and dashboards) in a JSON
 file, answers reads the way the Google APIs shape them, and prints them with gcloud's own
 ``--format`` and ``--filter`` code (``--flatten`` done as gcloud does it), so the scripts'
 projections are read as the real CLI would read them. Every call is logged (argv, and a digest of stdin).
@@ -10,6 +11,11 @@ runs in seconds.
 
 Unknown commands and malformed flags exit 2, like gcloud's argument errors, so a script
 that calls something this fake does not know fails loudly instead of passing quietly.
+Monitoring definitions (``--config-from-file``, ``--policy-from-file``) are read with
+gcloud's own YAML loader into gcloud's own API message classes (``load_config``); a field
+those do not know is refused, as the API refuses it. Like Cloud Monitoring, an alert policy
+on a log-based metric that does not exist is refused; ``FAKE_GCLOUD_METRIC_LAG=N`` makes a
+new metric unknown to Monitoring for its first N policy writes (the real delay is minutes).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +35,11 @@ _Handler = Callable[["Call", dict[str, Any]], Any]
 
 
 class Exit(Exception):
-    def __init__(self, code: int, message: str = "") -> None:
+    def __init__(self, code: int, message: str = "", keep_state: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.keep_state = keep_state  # the state changed before the failure: save it
 
 
 def not_found(what: str) -> NoReturn:
@@ -88,12 +96,10 @@ def emit(result: Any, call: Call) -> None:
     if not fmt:
         print(json.dumps(result, indent=2))
         return
-    sdk = Path(os.environ["FAKE_GCLOUD_SDK"])
-    sys.path[:0] = [str(sdk / "lib"), str(sdk / "lib" / "third_party")]
-    printer = importlib.import_module("googlecloudsdk.core.resource.resource_printer")
+    printer = sdk_module("googlecloudsdk.core.resource.resource_printer")
     records = result if isinstance(result, list) else [result]
     if call.has("filter"):
-        compiled = importlib.import_module("googlecloudsdk.core.resource.resource_filter").Compile(
+        compiled = sdk_module("googlecloudsdk.core.resource.resource_filter").Compile(
             call.flag("filter")
         )
         records = [r for r in records if compiled.Evaluate(r)]
@@ -105,6 +111,15 @@ def emit(result: Any, call: Call) -> None:
         printer.Print(records, fmt)
     else:
         printer.Print(records[0], fmt, single=True)
+
+
+def sdk_module(name: str) -> Any:
+    """A module of the installed Cloud SDK (``FAKE_GCLOUD_SDK``), imported as gcloud does."""
+    sdk = Path(os.environ["FAKE_GCLOUD_SDK"])
+    paths = [str(sdk / "lib"), str(sdk / "lib" / "third_party")]
+    if sys.path[:2] != paths:
+        sys.path[:0] = paths
+    return importlib.import_module(name)
 
 
 def _flatten(records: list[Any], key: str) -> list[Any]:
@@ -551,6 +566,210 @@ def pubsub(call: Call, state: dict[str, Any]) -> Any:
     usage(f"pubsub {kind} {verb}")
 
 
+# --- monitoring definitions, read as gcloud reads them -------------------------------
+
+# The API message class gcloud builds from each kind of definition file.
+MESSAGE_CLASSES = {
+    "LogMetric": ("logging", "v2"),
+    "AlertPolicy": ("monitoring", "v3"),
+    "Dashboard": ("monitoring", "v1"),
+}
+USER_METRIC = re.compile(r"logging\.googleapis\.com/user/([A-Za-z0-9_./-]+)")
+
+
+def load_config(path: Path, kind: str) -> tuple[Any, list[str]]:
+    """A definition file as gcloud reads it: its YAML/JSON loader, then its API message class.
+
+    Returns the loaded data and its problems: every field the message class does not know
+    (an unknown name, or an enum value that does not exist) by its path, and values of the
+    wrong type. gcloud itself sends such fields on; the API refuses them.
+    """
+    data = sdk_module("googlecloudsdk.core.yaml").load(path.read_text())
+    if not isinstance(data, dict):
+        return data, [f"{kind}: not a mapping"]
+    api, version = MESSAGE_CLASSES[kind]
+    messages = sdk_module("googlecloudsdk.api_lib.util.apis").GetMessagesModule(api, version)
+    encoding = sdk_module("apitools.base.py.encoding")
+    try:
+        message = encoding.DictToMessage(data, getattr(messages, kind))
+    except Exception as exc:  # apitools' ValidationError and friends: a wrong value type
+        return data, [f"{kind}: {exc}"]
+    return data, _unknown_fields(message, kind)
+
+
+def _unknown_fields(message: Any, path: str) -> list[str]:
+    base = sdk_module("apitools.base.protorpclite.messages").Message
+    found = [f"{path}.{name}" for name in message.all_unrecognized_fields()]
+    for field in message.all_fields():
+        value = message.get_assigned_value(field.name)
+        items = value if field.repeated else [value]
+        for i, item in enumerate(items or []):
+            if isinstance(item, base):
+                where = f"{path}.{field.name}" + (f"[{i}]" if field.repeated else "")
+                found += _unknown_fields(item, where)
+    return found
+
+
+def dump_configs(args: list[str]) -> None:
+    """``KIND=PATH ...`` -> one JSON object on stdout: PATH -> {"data", "problems"}."""
+    out = {}
+    for arg in args:
+        kind, _, path = arg.partition("=")
+        data, problems = load_config(Path(path), kind)
+        out[path] = {"data": data, "problems": problems}
+    print(json.dumps(out))
+
+
+def _config(call: Call, flag: str, kind: str) -> dict[str, Any]:
+    path = Path(call.flag(flag))
+    if not path.is_file():
+        usage(f"--{flag}: cannot read {path}")
+    data, problems = load_config(path, kind)
+    if problems:
+        raise Exit(1, f"INVALID_ARGUMENT: Invalid JSON payload received. {'; '.join(problems)}")
+    return dict(data)
+
+
+def _only_flags(call: Call, *allowed: str) -> None:
+    extra = set(call.flags) - set(allowed)
+    if extra:
+        usage(f"{' '.join(call.words[:4])} with {sorted(extra)}")
+
+
+def _labels(value: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in value.split(",")) if value else {}
+
+
+def logging_group(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1] != "metrics":
+        usage(" ".join(call.words))
+    verb = call.words[2]
+    project_of(call)
+    metrics = state.setdefault("log_metrics", {})
+    if verb == "list":
+        if len(call.words) != 3:
+            usage("logging metrics list takes no positional argument")
+        _only_flags(call, "project", "format")
+        return [metrics[name] for name in sorted(metrics)]
+    name = call.positional(3)
+    if verb == "describe":
+        _only_flags(call, "project", "format")
+        return metrics.get(name) or not_found(f"Metric {name} does not exist.")
+    _only_flags(call, "project", "config-from-file", "format")
+    data = _config(call, "config-from-file", "LogMetric")
+    if verb == "create":
+        if name in metrics:
+            raise Exit(1, f"ALREADY_EXISTS: Metric {name} already exists.")
+        if not data.get("filter"):
+            raise Exit(1, "INVALID_ARGUMENT: A filter is required.")
+        metrics[name] = {**data, "name": name}
+        lag = int(os.environ.get("FAKE_GCLOUD_METRIC_LAG") or 0)
+        state.setdefault("metric_lag", {})[name] = lag
+        return None
+    if verb == "update":
+        if name not in metrics:
+            not_found(f"Metric {name} does not exist.")
+        metrics[name].update(data)  # gcloud replaces the top-level fields the file names
+        return None
+    usage(f"logging metrics {verb}")
+
+
+def _policy_metrics_known(data: dict[str, Any], state: dict[str, Any]) -> None:
+    """Cloud Monitoring refuses a policy on a log-based metric it does not know (yet)."""
+    lag = state.setdefault("metric_lag", {})
+    for condition in data.get("conditions", []):
+        for kind in ("conditionThreshold", "conditionAbsent"):
+            for metric in USER_METRIC.findall(condition.get(kind, {}).get("filter", "")):
+                if metric in state.get("log_metrics", {}) and not lag.get(metric):
+                    continue
+                if lag.get(metric):
+                    lag[metric] -= 1
+                raise Exit(
+                    1,
+                    f'NOT_FOUND: Cannot find metric(s) that match type = "logging.googleapis.com/'
+                    f'user/{metric}". If a metric was created recently, it could take up to 10 '
+                    "minutes to become available. Please try again soon.",
+                    keep_state=True,
+                )
+
+
+def alpha(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1:3] != ["monitoring", "policies"] or len(call.words) < 4:
+        usage(" ".join(call.words))
+    verb = call.words[3]
+    project = project_of(call)
+    policies = state.setdefault("alert_policies", {})
+    if verb in ("list", "create") and len(call.words) != 4:
+        usage(f"alpha monitoring policies {verb} takes no positional argument")
+    if verb == "list":
+        _only_flags(call, "project", "format")
+        return [policies[name] for name in sorted(policies)]
+    if verb == "create":
+        _only_flags(
+            call, "project", "policy-from-file", "user-labels", "notification-channels", "format"
+        )
+        data = _config(call, "policy-from-file", "AlertPolicy")
+        _policy_metrics_known(data, state)
+        name = f"projects/{project}/alertPolicies/{1000 + len(policies)}"
+        channels = call.flag("notification-channels", "")
+        labels = _labels(call.flag("user-labels", ""))
+    elif verb == "update":
+        name = f"projects/{project}/alertPolicies/{call.positional(4)}"
+        _only_flags(
+            call,
+            "project",
+            "policy-from-file",
+            "update-user-labels",
+            "set-notification-channels",
+            "format",
+        )
+        if name not in policies:
+            not_found(f"alert policy {name}")
+        data = _config(call, "policy-from-file", "AlertPolicy")
+        _policy_metrics_known(data, state)
+        channels = call.flag(
+            "set-notification-channels", ",".join(data.get("notificationChannels", []))
+        )
+        labels = _labels(call.flag("update-user-labels", ""))
+    else:
+        usage(f"alpha monitoring policies {verb}")
+    policies[name] = {
+        **data,
+        "name": name,
+        "userLabels": {**data.get("userLabels", {}), **labels},
+        "notificationChannels": channels.split(",") if channels else [],
+    }
+    return None
+
+
+def monitoring(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1] != "dashboards":  # alert policies exist in the alpha track only
+        usage(" ".join(call.words))
+    verb = call.words[2]
+    project_of(call)
+    boards = state.setdefault("dashboards", {})
+    if verb == "list":
+        _only_flags(call, "project", "format")
+        return [boards[name] for name in sorted(boards)]
+    _only_flags(call, "project", "config-from-file", "format")
+    data = _config(call, "config-from-file", "Dashboard")
+    if not data.get("displayName") or not data.get("mosaicLayout"):
+        raise Exit(1, "INVALID_ARGUMENT: a dashboard needs a displayName and a layout")
+    if verb == "create":
+        if len(call.words) != 3:
+            usage("monitoring dashboards create takes no positional argument")
+        name = f"projects/{PROJECT_NUMBER}/dashboards/d{1000 + len(boards)}"
+    elif verb == "update":
+        name = f"projects/{PROJECT_NUMBER}/dashboards/{call.positional(3)}"
+        if name not in boards:
+            not_found(f"dashboard {name}")
+    else:
+        usage(f"monitoring dashboards {verb}")
+    etag = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+    boards[name] = {**data, "name": name, "etag": etag}
+    return None
+
+
 GROUPS: dict[str, _Handler] = {
     "services": services,
     "beta": beta,
@@ -562,6 +781,9 @@ GROUPS: dict[str, _Handler] = {
     "run": run,
     "scheduler": scheduler,
     "pubsub": pubsub,
+    "logging": logging_group,
+    "alpha": alpha,
+    "monitoring": monitoring,
 }
 
 
@@ -601,6 +823,8 @@ def main() -> int:
         state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
         emit(result, call)
     except Exit as exc:
+        if exc.keep_state:
+            state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
         command = ".".join(["gcloud", *argv[:3]]).split("--")[0]
         print(f"ERROR: ({command}) {exc.message}", file=sys.stderr)
         return exc.code

@@ -361,7 +361,19 @@ def test_every_read_tells_a_missing_resource_apart(
     assert len(reads) > 15
     outcomes = gcloud_against_failing_api(reads, gcloud_config, 404)
     assert all(o["exit"] == 1 for o in outcomes), outcomes
-    project_reads = [o for o in outcomes if o["argv"][0] in ("projects", "services")]
+    # A 404 on the project itself, or on a list whose only parent is the project (the
+    # monitoring step's metric, policy and dashboard lists), is a missing project.
+    project_lists = (
+        ["logging", "metrics", "list"],
+        ["alpha", "monitoring", "policies", "list"],
+        ["monitoring", "dashboards", "list"],
+    )
+    project_reads = [
+        o
+        for o in outcomes
+        if o["argv"][0] in ("projects", "services")
+        or any(o["argv"][: len(words)] == words for words in project_lists)
+    ]
     assert len(project_reads) >= 3
     assert not [o["argv"] for o in project_reads if absent(o["stderr"])]
     missed = [

@@ -6,18 +6,21 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from scripts import localstack, payloads
+from tests.infra.conftest import make_fake
 from tests.integration.conftest import balance, ledger, send, status_of, wait_for
 
 
-def ops(stack, *args: str) -> tuple[int, Any]:
+def ops(stack, *args: str, **extra_env: str) -> tuple[int, Any]:
     env = {
         **os.environ,
         "GOOGLE_CLOUD_PROJECT": localstack.PROJECT,
         "FIRESTORE_EMULATOR_HOST": stack.emulators.firestore_host,
         "PUBSUB_EMULATOR_HOST": stack.emulators.pubsub_host,
+        **extra_env,
     }
     done = subprocess.run(
         [sys.executable, "-m", "scripts.ops", "--json", *args],
@@ -114,3 +117,80 @@ def test_reconcile_and_unknown_event_commands(stack, ids):
     assert code == 0 and report["failed"] == 0 and "found" in report
     code, shown = ops(stack, "event", "show", ids("never"))
     assert code == 1 and shown["found"] is False
+
+
+def test_health_holds_on_the_local_stack(stack):
+    code, report = ops(stack, "health")
+    assert code == 0, report
+    assert report["ok"] is True and report["environment"] == "emulator"
+    status = {c["check"]: c["status"] for c in report["checks"]}
+    contract = (
+        "firestore",
+        "topic paynow-events",
+        "topic paynow-events-dlq",
+        "subscription paynow-events-push",
+        "subscription paynow-events-dlq-sub",
+    )
+    assert {check: status[check] for check in contract} == dict.fromkeys(contract, "ok")
+    # Other tests may leave dead letters or stuck events: work for a person, not a failure.
+    assert status["dead letters waiting"] in ("ok", "warn")
+    assert status["oldest received event"] in ("ok", "warn")
+    # What only the cloud deploy sets up is reported, not failed, on the emulator.
+    assert status["dead-letter policy"] == "warn" and status["push auth"] == "warn"
+    assert isinstance(report["dlqDepth"], int)
+    # --strict makes every warning count: the emulator's push subscription has no policy.
+    code, strict = ops(stack, "health", "--strict")
+    assert code == 1 and strict["ok"] is False
+
+
+def test_health_fails_when_a_subscription_is_missing(stack):
+    code, report = ops(stack, "health", PUBSUB_DLQ_SUBSCRIPTION="paynow-no-such-sub")
+    assert code == 1 and report["ok"] is False
+    (missing,) = [c for c in report["checks"] if c["check"] == "subscription paynow-no-such-sub"]
+    assert missing["status"] == "fail" and missing["detail"].startswith("missing")
+    assert report["dlqDepth"] is None
+
+
+def test_mode_reads_the_local_environment(stack):
+    code, shown = ops(stack, "mode", WEBHOOK_MODE="queue")
+    assert code == 0
+    assert (shown["mode"], shown["valid"]) == ("queue", True)
+    assert shown["switchCommand"] == "infra/set-mode.sh infra/env/ENV.env sync"
+    code, shown = ops(stack, "mode", WEBHOOK_MODE="fast")
+    assert code == 1 and shown["valid"] is False
+
+
+def test_mode_reads_the_deployed_webhook_and_its_settings_file(stack, tmp_path: Path):
+    """The deployed service, read with gcloud (the recording fake of the infra tests)."""
+    fake = make_fake(tmp_path, tmp_path, "demo-mode-project")
+    fake.state_file.write_text(
+        json.dumps(
+            {
+                "run": {
+                    "paynow-webhook": {
+                        "generation": 3,
+                        "env": {
+                            "GOOGLE_CLOUD_PROJECT": "demo-mode-project",
+                            "WEBHOOK_MODE": "queue",
+                        },
+                        "revision": "paynow-webhook-00003-abc",
+                    }
+                }
+            }
+        )
+    )
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("PROJECT=demo-mode-project\nREGION=europe-west1\nWEBHOOK_MODE=sync\n")
+    code, shown = ops(stack, "mode", "--env-file", str(env_file), **fake.env)
+    assert code == 1  # the settings file says sync: the next deploy would switch it back
+    assert (shown["source"], shown["mode"], shown["settingsFileMode"]) == (
+        "deployed",
+        "queue",
+        "sync",
+    )
+    assert shown["revision"] == "paynow-webhook-00003-abc"
+    assert shown["switchCommand"] == f"infra/set-mode.sh {env_file} sync"
+    assert fake.calls()[0]["argv"][:4] == ["run", "services", "describe", "paynow-webhook"]
+    env_file.write_text("PROJECT=demo-mode-project\nREGION=europe-west1\nWEBHOOK_MODE=queue\n")
+    code, shown = ops(stack, "mode", "--env-file", str(env_file), **fake.env)
+    assert code == 0 and shown["matchesSettingsFile"] is True
