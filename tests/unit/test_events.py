@@ -375,3 +375,13 @@ def test_from_record_with_incomplete_data_is_event_mismatch(
 )
 def test_is_valid_id(value: object, valid: bool) -> None:
     assert ev.is_valid_id(value) is valid
+
+
+@pytest.mark.parametrize(
+    "event_type", ["jane.doe@example.com", "ON REFUND", "ON-REFUND", "A" * 65, "_ON_X"]
+)
+def test_event_type_that_is_not_a_paynow_constant_is_an_invalid_payload(event_type: str) -> None:
+    doc = payloads.sample("refund")
+    doc["event_type"] = event_type
+    with pytest.raises(InvalidPayload):
+        ev.parse_envelope(payloads.encode(doc))

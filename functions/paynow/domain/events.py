@@ -22,6 +22,8 @@ MAX_ID_LENGTH = 128
 MAX_QUANTITY = 1_000_000
 # Firestore document ids: no "/", not "." or "..", not "__x__"; we also keep them printable.
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.@+=]{1,128}$")
+# Event types look like PayNow's constants (ON_ORDER_COMPLETED, ...); free text is not echoed.
+_TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
 
 
 class EventType(StrEnum):
@@ -147,8 +149,8 @@ def parse_envelope(raw: bytes) -> Envelope:
     event_id, event_type = doc.get("event_id"), doc.get("event_type")
     if not is_valid_id(event_id):
         raise InvalidPayload("event_id is missing or not an id string")
-    if not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_ID_LENGTH:
-        raise InvalidPayload("event_type is missing or not a string")
+    if not isinstance(event_type, str) or not _TYPE_PATTERN.match(event_type):
+        raise InvalidPayload("event_type is missing or not shaped like a PayNow event type")
     return Envelope(event_id=event_id, event_type=event_type, body=doc.get("body"))
 
 
