@@ -49,7 +49,8 @@ class OidcVerifier:
             )
         except google.auth.exceptions.TransportError as exc:
             raise DependencyUnavailable("token certificates could not be fetched") from exc
-        except (ValueError, google.auth.exceptions.GoogleAuthError) as exc:
+        except (ValueError, TypeError, google.auth.exceptions.GoogleAuthError) as exc:
+            # TypeError: google-auth on a signed token whose claims have the wrong types.
             raise Unauthenticated(f"token rejected: {_reason(exc)}") from exc
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise Unauthenticated("token issuer is not Google")

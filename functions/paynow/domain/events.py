@@ -135,7 +135,12 @@ class PayNowEvent:
 
 def is_valid_id(value: object) -> TypeGuard[str]:
     """True for an id that is safe as a Firestore document id and a log field."""
-    return isinstance(value, str) and bool(_ID_PATTERN.match(value)) and value not in {".", ".."}
+    return (
+        isinstance(value, str)
+        and bool(_ID_PATTERN.match(value))
+        and value not in {".", ".."}
+        and not (value.startswith("__") and value.endswith("__"))  # reserved by Firestore
+    )
 
 
 def parse_envelope(raw: bytes) -> Envelope:
@@ -277,11 +282,20 @@ def _subscription(body: dict[str, Any]) -> SubscriptionChange:
     return SubscriptionChange(
         subscription_id=_text(body, "id", "body"),
         product_id=_text(body, "product_id", "body"),
-        status=status if isinstance(status, str) and len(status) <= 32 else "",
-        current_period_end=period_end
-        if isinstance(period_end, str) and len(period_end) <= 40
-        else None,
+        status=status if _short_text(status, 32) else "",
+        current_period_end=period_end if _short_text(period_end, 40) else None,
     )
+
+
+def _short_text(value: object, limit: int) -> TypeGuard[str]:
+    """A string Firestore can store (valid UTF-8: no lone surrogates) within ``limit``."""
+    if not isinstance(value, str) or len(value) > limit:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _customer_id(body: dict[str, Any]) -> str | None:
