@@ -217,10 +217,7 @@ def test_attempts_exhausted_is_dead_lettered(stack, db, ids, dlq):
             "data": {},
         }
     )
-    refund = payloads.reversal("refund", ids("evt"), ids("r"), ids("order"), cust, 100)
-    answer = send(stack.webhook_sync, refund)
-    assert answer.status_code == 503 and answer.json()["error"] == "awaiting_earlier_event"
-    # Record it as queued, then deliver it the way push does until the worker gives up.
+    # A refund recorded as queued, delivered the way push does until the worker gives up.
     db.collection("webhookEvents").document(ids("evt")).set(
         {
             "eventType": "ON_REFUND",

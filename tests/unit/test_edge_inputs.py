@@ -37,7 +37,7 @@ def test_a_lone_surrogate_in_subscription_text_is_dropped() -> None:
 
 
 def test_a_token_whose_claims_make_google_auth_raise_type_error_is_unauthenticated(mocker) -> None:
-    mocker.patch.object(oidc.id_token, "verify_token", side_effect=TypeError("exp is text"))
+    mocker.patch("google.oauth2.id_token.verify_token", side_effect=TypeError("exp is text"))
     verifier = oidc.OidcVerifier("aud", "sa@example.iam.gserviceaccount.com", "http://127.0.0.1:9/")
     with pytest.raises(Unauthenticated):
         verifier.verify("Bearer a.b.c")

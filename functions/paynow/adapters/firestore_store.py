@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,13 +45,10 @@ CALL_TIMEOUT_SECONDS = 10.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
 _RETRY = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS)
 _CALL: dict[str, Any] = {"retry": _RETRY, "timeout": CALL_TIMEOUT_SECONDS}
-# Creating a record another request is writing in a transaction (a concurrent duplicate)
-# can be aborted on the lock: retry it, the retry then sees AlreadyExists and its status.
+# A create is not retried on Aborted by the client: record_received reads the record instead.
 _CREATE: dict[str, Any] = {
     "retry": _RETRY.with_predicate(
-        if_exception_type(
-            gexc.Aborted, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests
-        )
+        if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests)
     ),
     "timeout": CALL_TIMEOUT_SECONDS,
 }
@@ -83,13 +81,25 @@ class FirestoreEventStore:
 
     def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
         ref = self._event_ref(event.event_id)
+        deadline = time.monotonic() + CALL_TIMEOUT_SECONDS
         with calling("Firestore"):
-            try:
-                ref.create(self._new_record(event, mode), **_CREATE)
-                return None
-            except gexc.AlreadyExists:
-                snap = ref.get(**_CALL)
-                return str(snap.get("status")) if snap.exists else RECEIVED
+            while True:
+                try:
+                    ref.create(self._new_record(event, mode), **_CREATE)
+                    return None
+                except gexc.AlreadyExists:
+                    snap = ref.get(**_CALL)
+                    return str(snap.get("status")) if snap.exists else RECEIVED
+                except gexc.Aborted:
+                    # A transaction holds the record's lock: a concurrent duplicate creating
+                    # it, or one processing it (maybe of a worker that died: its lock lasts
+                    # until the transaction expires). A plain read is not blocked by it.
+                    snap = ref.get(**_CALL)
+                    if snap.exists:
+                        return str(snap.get("status"))
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
     def event_status(self, event_id: str) -> dict[str, Any] | None:
         with calling("Firestore"):

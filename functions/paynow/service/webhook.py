@@ -24,13 +24,14 @@ from paynow.domain.errors import (
     NoUserId,
     OrderNotFound,
     TerminalError,
+    TransientError,
 )
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
 from paynow.domain.points import may_await_earlier_event
 from paynow.observability import QUEUE_PUBLISH_LATENCY, QUEUE_PUBLISHED, elapsed_ms, log
 from paynow.service.dead_letter import dead_letter
-from paynow.service.ports import FINAL_STATES, EventStore, Publisher
+from paynow.service.ports import FINAL_STATES, RECEIVED, EventStore, Publisher
 
 
 class SecretSource(Protocol):
@@ -132,17 +133,44 @@ class WebhookService:
 
     def _process_inline(self, event: PayNowEvent) -> Accepted:
         try:
-            result = self._store.process(event, event.event_id, self._settings.webhook_mode)
-        except (OrderNotFound, NoUserId) as exc:
             if (
-                may_await_earlier_event(exc, event.event_type)
+                self._settings.webhook_mode == "sync"
+                and event.handled
                 and event.customer_id
                 and self._store.has_pending_predecessor(event.event_id, event.customer_id)
             ):
-                raise AwaitingEarlierEvent(
-                    "an earlier event of this customer is still queued"
-                ) from exc
-            return self._dead_letter(event, exc, data=QueueMessage.for_event(event).data())
+                # An earlier event of this customer is still queued (accepted before a switch
+                # to sync mode): processing this one now would overtake it. Queue it behind.
+                return self._enqueue(event)
+            return self._process_now(event)
+        except TransientError:
+            # Already accepted by queue mode (its message, or reconcile, will finish it):
+            # a PayNow retry of it gets 2xx again, never a 5xx after its first 2xx.
+            try:
+                record = self._store.event_status(event.event_id)
+            except TransientError:
+                record = None
+            if record is not None and record.get("status") == RECEIVED:
+                return Accepted("accepted", event.event_id)
+            if record is not None and record.get("status") in FINAL_STATES:
+                return Accepted("duplicate", event.event_id)
+            raise
+
+    def _process_now(self, event: PayNowEvent) -> Accepted:
+        mode = self._settings.webhook_mode
+        try:
+            try:
+                result = self._store.process(event, event.event_id, mode)
+            except (OrderNotFound, NoUserId) as exc:
+                if not (may_await_earlier_event(exc, event.event_type) and event.customer_id):
+                    raise
+                if self._store.has_pending_predecessor(event.event_id, event.customer_id):
+                    raise AwaitingEarlierEvent(
+                        "an earlier event of this customer is still queued"
+                    ) from exc
+                # No predecessor pending now: one may have committed between our read and the
+                # query. Its status and its order are one transaction, so a second look is final.
+                result = self._store.process(event, event.event_id, mode)
         except TerminalError as exc:
             return self._dead_letter(event, exc, data=QueueMessage.for_event(event).data())
         return Accepted(result.status, event.event_id)

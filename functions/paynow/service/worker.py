@@ -117,15 +117,15 @@ class WorkerService:
             raise
         except (OrderNotFound, NoUserId) as exc:
             # Pub/Sub orders per key, but not across redeliveries: wait for a queued predecessor.
-            if (
-                may_await_earlier_event(exc, message.event_type)
-                and message.customer_id
-                and self._store.has_pending_predecessor(message.event_id, message.customer_id)
-            ):
+            if not (may_await_earlier_event(exc, message.event_type) and message.customer_id):
+                raise
+            if self._store.has_pending_predecessor(message.event_id, message.customer_id):
                 raise AwaitingEarlierEvent(
                     "an earlier event of this customer is still queued"
                 ) from exc
-            raise
+            # No predecessor pending now: one may have committed between our read and the
+            # query. Its status and its order are one transaction, so a second look is final.
+            processed = self._store.process(None, message.event_id, "queue")
         return Handled(processed.status, message.event_id)
 
     def _after_transient(
