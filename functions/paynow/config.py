@@ -17,7 +17,7 @@ WEBHOOK_TARGET = "paynow_webhook"
 WORKER_TARGET = "paynow_worker"
 RECONCILE_TARGET = "paynow_reconcile"
 DEFAULT_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
-_SECRET_ID = re.compile(r"^projects/[^/]+/secrets/[^/]+$")
+_SECRET_ID = re.compile(r"projects/[^/]+/secrets/[^/]+")
 
 
 class ConfigError(ValueError):
@@ -95,7 +95,7 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
             "PUSH_AUTH=none is accepted only with PUBSUB_EMULATOR_HOST set (local runs)"
         )
     secret_id = text("PAYNOW_WEBHOOK_SECRET_ID")
-    if secret_id and not _SECRET_ID.match(secret_id):
+    if secret_id and not _SECRET_ID.fullmatch(secret_id):
         raise ConfigError(
             f"PAYNOW_WEBHOOK_SECRET_ID must look like projects/P/secrets/S, got {secret_id!r}"
         )

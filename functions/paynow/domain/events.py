@@ -21,9 +21,9 @@ from paynow.domain.errors import EventMismatch, InvalidPayload
 MAX_ID_LENGTH = 128
 MAX_QUANTITY = 1_000_000
 # Firestore document ids: no "/", not "." or "..", not "__x__"; we also keep them printable.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.@+=]{1,128}$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-:.@+=]{1,128}")
 # Event types look like PayNow's constants (ON_ORDER_COMPLETED, ...); free text is not echoed.
-_TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
+_TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
 
 
 class EventType(StrEnum):
@@ -137,7 +137,7 @@ def is_valid_id(value: object) -> TypeGuard[str]:
     """True for an id that is safe as a Firestore document id and a log field."""
     return (
         isinstance(value, str)
-        and bool(_ID_PATTERN.match(value))
+        and bool(_ID_PATTERN.fullmatch(value))
         and value not in {".", ".."}
         and not (value.startswith("__") and value.endswith("__"))  # reserved by Firestore
     )
@@ -154,7 +154,7 @@ def parse_envelope(raw: bytes) -> Envelope:
     event_id, event_type = doc.get("event_id"), doc.get("event_type")
     if not is_valid_id(event_id):
         raise InvalidPayload("event_id is missing or not an id string")
-    if not isinstance(event_type, str) or not _TYPE_PATTERN.match(event_type):
+    if not isinstance(event_type, str) or not _TYPE_PATTERN.fullmatch(event_type):
         raise InvalidPayload("event_type is missing or not shaped like a PayNow event type")
     return Envelope(event_id=event_id, event_type=event_type, body=doc.get("body"))
 
