@@ -18,7 +18,7 @@ from paynow.domain import events as ev
 from paynow.domain import points
 from paynow.domain.errors import EventNotVisible, TransientError
 from paynow.domain.messages import DeadLetter, QueueMessage
-from paynow.service.ports import FINAL_STATES, RECEIVED, Processed
+from paynow.service.ports import BEHIND, FINAL_STATES, RECEIVED, Processed
 
 
 class FakeStore:
@@ -94,11 +94,23 @@ class FakeStore:
 
     # --- the points transaction ------------------------------------------------
 
-    def process(self, event: ev.PayNowEvent | None, event_id: str, mode: str) -> Processed:
+    def process(
+        self,
+        event: ev.PayNowEvent | None,
+        event_id: str,
+        mode: str,
+        *,
+        behind_pending: bool = False,
+    ) -> Processed:
         self.journal.append(f"store.process:{event_id}")
         record = self.events.get(event_id)
         if record is not None and record.get("status") in FINAL_STATES:
             return Processed(status="duplicate")
+        customer_id = event.customer_id if event is not None else None
+        if behind_pending and customer_id:
+            received_at = record.get("receivedAt") if record is not None else None
+            if documents.has_earlier(event_id, received_at, self._pending_of(customer_id)):
+                return Processed(status=BEHIND)
         if event is None:
             if record is None:
                 raise EventNotVisible(f"event {event_id} has no record yet")
@@ -172,15 +184,14 @@ class FakeStore:
     def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
         mine = self.events.get(event_id)
         received_at = mine.get("receivedAt") if mine is not None else None
-        for other_id, record in self.events.items():
-            if other_id == event_id:
-                continue
-            if record.get("customerId") != customer_id or record.get("status") != RECEIVED:
-                continue
-            theirs = record.get("receivedAt")
-            if received_at is None or theirs is None or theirs < received_at:
-                return True
-        return False
+        return documents.has_earlier(event_id, received_at, self._pending_of(customer_id))
+
+    def _pending_of(self, customer_id: str) -> list[tuple[str, object]]:
+        return [
+            (event_id, record.get("receivedAt"))
+            for event_id, record in self.events.items()
+            if record.get("customerId") == customer_id and record.get("status") == RECEIVED
+        ]
 
     def rejection_seen(self, digest: str) -> bool:
         return digest in self.rejections

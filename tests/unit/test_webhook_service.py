@@ -427,6 +427,27 @@ def test_refund_before_its_order_is_queued_behind_it() -> None:
     assert_invariant(h.db)
 
 
+def test_an_event_received_before_the_pending_one_is_not_held_behind_it() -> None:
+    """A retry of an event queued first must not wait for one queued after it."""
+    queued = Harness("queue")
+    queued.send(order())
+    queued.send(refund("r1", 1397))
+    h = Harness("sync", store=queued.db)
+    assert h.send(order()).status == "processed"
+    assert h.db.balance("user-42") == 750
+    assert h.db.status("r1") == "received"
+
+
+def test_an_ignored_type_is_not_held_behind_a_pending_event() -> None:
+    queued = Harness("queue")
+    queued.send(order())
+    h = Harness("sync", store=queued.db)
+    doc = order("e-odd")
+    doc["event_type"] = "ON_SOMETHING_ELSE"
+    assert h.send(doc).status == "ignored"
+    assert [m.event_id for m in h.publisher.published] == []
+
+
 def test_pending_event_of_another_customer_does_not_hold_a_refund(sync: Harness) -> None:
     other = order("e-other", customer="cust-8", order_id="o8")
     sync.db.record_received(normalize(parse_envelope(payloads.encode(other)), "user_id"), "queue")

@@ -7,6 +7,7 @@ passes ``SERVER_TIMESTAMP``, the fake a clock value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,23 @@ def dead_lettered_fields(code: str, message: str, at: object) -> dict[str, Any]:
         "processedAt": at,
         "lastError": {"code": code, "message": message},
     }
+
+
+def has_earlier(event_id: str, received_at: object, pending: Iterable[tuple[str, object]]) -> bool:
+    """True when one of ``pending`` (id, ``receivedAt`` of a ``received`` record) may come first.
+
+    Another event is earlier when it was received before this one; when either time is
+    unknown (this event has no record yet, or a stored value is not a timestamp) waiting
+    behind it is the safe side.
+    """
+    for other_id, theirs in pending:
+        if other_id == event_id:
+            continue
+        if not (isinstance(theirs, datetime) and isinstance(received_at, datetime)):
+            return True
+        if theirs < received_at:
+            return True
+    return False
 
 
 def event_from_record(event_id: str, record: dict[str, Any]) -> ev.PayNowEvent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from paynow.domain import points
 from paynow.domain.errors import EventNotVisible
 from paynow.domain.messages import QueueMessage
 from paynow.service.ports import (
+    BEHIND,
     DEAD_LETTERED,
     FINAL_STATES,
     RECEIVED,
@@ -53,6 +55,8 @@ _CREATE: dict[str, Any] = {
     "timeout": CALL_TIMEOUT_SECONDS,
 }
 
+_PENDING_SAMPLE = 50  # a customer rarely has more than a few events in flight
+
 _clients: dict[str, firestore.Client] = {}
 _clients_lock = threading.Lock()
 
@@ -69,6 +73,8 @@ class FirestoreEventStore:
     def __init__(self, db: firestore.Client, ttl_days: int) -> None:
         self._db = db
         self._ttl = timedelta(days=ttl_days)
+        # Threads for the lookups that run beside a transaction (gunicorn serves 8 at once).
+        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-lookup")
 
     # --- records ---------------------------------------------------------
 
@@ -121,15 +127,37 @@ class FirestoreEventStore:
 
     # --- the points transaction -------------------------------------------
 
-    def process(self, event: ev.PayNowEvent | None, event_id: str, mode: str) -> Processed:
+    def process(
+        self,
+        event: ev.PayNowEvent | None,
+        event_id: str,
+        mode: str,
+        *,
+        behind_pending: bool = False,
+    ) -> Processed:
+        customer_id = event.customer_id if event is not None else None
         with calling("Firestore"):
+            # The customer's pending events are queried while the transaction begins and
+            # reads, so the check costs no round trip of its own.
+            pending = (
+                self._lookups.submit(self._pending_of, customer_id)
+                if behind_pending and customer_id
+                else None
+            )
             transaction = self._db.transaction(max_attempts=8)
             result: Processed = firestore.transactional(self._apply)(
-                transaction, event, event_id, mode
+                transaction, event, event_id, mode, pending
             )
             return result
 
-    def _apply(self, txn: Any, given: ev.PayNowEvent | None, event_id: str, mode: str) -> Processed:
+    def _apply(
+        self,
+        txn: Any,
+        given: ev.PayNowEvent | None,
+        event_id: str,
+        mode: str,
+        pending: Future[list[tuple[str, object]]] | None,
+    ) -> Processed:
         """All reads, then all writes (the function may run again on contention).
 
         With the event given (sync mode) its needs are known before reading,
@@ -144,6 +172,11 @@ class FirestoreEventStore:
             record = _read(txn, [event_ref])[event_ref.path]
         if record is not None and record.get("status") in FINAL_STATES:
             return Processed(status="duplicate")
+        received_at = record.get("receivedAt") if record is not None else None
+        if pending is not None and documents.has_earlier(
+            event_id, received_at, pending.result(timeout=CALL_TIMEOUT_SECONDS)
+        ):
+            return Processed(status=BEHIND)
         if given is None:
             if record is None:
                 raise EventNotVisible(f"event {event_id} has no record yet")
@@ -270,22 +303,27 @@ class FirestoreEventStore:
 
     def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
         with calling("Firestore"):
-            mine = self._event_ref(event_id).get(field_paths=["receivedAt"])
-            received_at = mine.get("receivedAt") if mine.exists else None
-            query = (
-                self._db.collection(EVENTS)
-                .where(filter=FieldFilter("customerId", "==", customer_id))
-                .where(filter=FieldFilter("status", "==", RECEIVED))
-                .limit(50)
-            )
-            for snap in query.stream(**_CALL):
-                if snap.id == event_id:
-                    continue
-                theirs = snap.get("receivedAt")
-                comparable = isinstance(theirs, datetime) and isinstance(received_at, datetime)
-                if not comparable or theirs < received_at:
-                    return True  # earlier, or of unknown order: waiting is the safe side
-        return False
+            pending = [p for p in self._pending_of(customer_id) if p[0] != event_id]
+            if not pending:
+                return False
+            mine = self._event_ref(event_id).get(field_paths=["receivedAt"], **_CALL)
+        received_at = mine.get("receivedAt") if mine.exists else None
+        return documents.has_earlier(event_id, received_at, pending)
+
+    def _pending_of(self, customer_id: str) -> list[tuple[str, object]]:
+        """(id, receivedAt) of this customer's ``received`` events (a bounded sample).
+
+        Equalities only: Firestore serves it from single-field indexes, no composite one.
+        """
+        query = (
+            self._db.collection(EVENTS)
+            .where(filter=FieldFilter("customerId", "==", customer_id))
+            .where(filter=FieldFilter("status", "==", RECEIVED))
+            .select(["receivedAt"])
+            .limit(_PENDING_SAMPLE)
+        )
+        with calling("Firestore"):
+            return [(snap.id, snap.get("receivedAt")) for snap in query.stream(**_CALL)]
 
     def rejection_seen(self, digest: str) -> bool:
         with calling("Firestore"):

@@ -19,13 +19,15 @@ PROCESSED = "processed"
 IGNORED = "ignored"
 DEAD_LETTERED = "dead_lettered"
 FINAL_STATES = frozenset({PROCESSED, IGNORED, DEAD_LETTERED})
+# Not a state: what ``process`` answers when it left the event for an earlier one to go first.
+BEHIND = "behind"
 
 
 @dataclass(frozen=True)
 class Processed:
     """Result of one processing transaction: ``status`` is the event's state after it."""
 
-    status: str  # processed | ignored | duplicate
+    status: str  # processed | ignored | duplicate | behind
     outcome: Outcome | None = None
 
 
@@ -33,12 +35,22 @@ class EventStore(Protocol):
     def record_received(self, event: PayNowEvent, mode: str) -> str | None:
         """Create ``webhookEvents/{id}`` as received; return None, or the status already stored."""
 
-    def process(self, event: PayNowEvent | None, event_id: str, mode: str) -> Processed:
+    def process(
+        self,
+        event: PayNowEvent | None,
+        event_id: str,
+        mode: str,
+        *,
+        behind_pending: bool = False,
+    ) -> Processed:
         """Apply the points rule in one transaction, exactly once per event id.
 
         With ``event`` (sync mode) the record is created in the same
         transaction when absent; without it (worker) the stored record is
-        loaded, and a missing one raises ``EventNotVisible``.
+        loaded, and a missing one raises ``EventNotVisible``. With
+        ``behind_pending`` and an earlier event of the same customer still
+        ``received`` (see ``has_pending_predecessor``), nothing is written and
+        the status is ``BEHIND``.
         """
 
     def mark_dead_lettered(

@@ -31,7 +31,7 @@ from paynow.domain.messages import QueueMessage
 from paynow.domain.points import may_await_earlier_event
 from paynow.observability import QUEUE_PUBLISH_LATENCY, QUEUE_PUBLISHED, elapsed_ms, log
 from paynow.service.dead_letter import dead_letter
-from paynow.service.ports import FINAL_STATES, RECEIVED, EventStore, Publisher
+from paynow.service.ports import BEHIND, FINAL_STATES, RECEIVED, EventStore, Publisher
 
 
 class SecretSource(Protocol):
@@ -133,15 +133,6 @@ class WebhookService:
 
     def _process_inline(self, event: PayNowEvent) -> Accepted:
         try:
-            if (
-                self._settings.webhook_mode == "sync"
-                and event.handled
-                and event.customer_id
-                and self._store.has_pending_predecessor(event.event_id, event.customer_id)
-            ):
-                # An earlier event of this customer is still queued (accepted before a switch
-                # to sync mode): processing this one now would overtake it. Queue it behind.
-                return self._enqueue(event)
             return self._process_now(event)
         except TransientError:
             # Already accepted by queue mode (its message, or reconcile, will finish it):
@@ -160,7 +151,13 @@ class WebhookService:
         mode = self._settings.webhook_mode
         try:
             try:
-                result = self._store.process(event, event.event_id, mode)
+                # An earlier event of this customer may still be queued (accepted before a
+                # switch to sync mode): processing this one now would overtake it.
+                result = self._store.process(
+                    event, event.event_id, mode, behind_pending=event.handled
+                )
+                if result.status == BEHIND:
+                    return self._enqueue(event)
             except (OrderNotFound, NoUserId) as exc:
                 if not (may_await_earlier_event(exc, event.event_type) and event.customer_id):
                     raise
