@@ -74,7 +74,7 @@ def test_replay_interrupted_between_publish_and_ack_loses_nothing(stack, db, ids
     # The first replay "crashes" after publishing: simulate with --dry-run's release, then a
     # by-hand reopen + publish and no ack, exactly what a crash after publish leaves behind.
     ops(stack, "dlq", "replay", "--event-id", ids("evt"), "--dry-run")
-    from scripts.ops import Ops
+    from scripts.paynow_ops.clients import Ops
 
     saved = dict(os.environ)
     try:
