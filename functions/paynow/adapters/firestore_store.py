@@ -264,10 +264,14 @@ class FirestoreEventStore:
             firestore.transactional(mark)(self._db.transaction())
 
     def reopen(self, event_id: str) -> str | None:
-        """Move a ``dead_lettered`` event back to ``received`` for a replay; return its status.
+        """Ready an event for a replay; return its status (``received``: publish it).
 
-        Processed or ignored events stay as they are (a replay must never
-        credit twice); the caller publishes only what comes back ``received``.
+        A ``dead_lettered`` event goes back to ``received``; one still ``received``
+        (its message dead-lettered by Pub/Sub itself) stays so. Both start their
+        attempts again (and the received one its last error), so the replay's first
+        transient failure does not dead-letter it at once. Processed or ignored
+        events stay as they are (a replay must never credit twice); the caller
+        publishes only what comes back ``received``.
         """
         ref = self._event_ref(event_id)
 
@@ -277,6 +281,9 @@ class FirestoreEventStore:
                 return None
             if record.get("status") == DEAD_LETTERED:
                 txn.update(ref, {"status": RECEIVED, "attempts": 0, "processedAt": None})
+                return RECEIVED
+            if record.get("status") == RECEIVED:
+                txn.update(ref, {"attempts": 0, "lastError": None})
                 return RECEIVED
             return str(record.get("status"))
 

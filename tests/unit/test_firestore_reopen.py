@@ -1,0 +1,56 @@
+"""``FirestoreEventStore.reopen``, the replay's reset, on a mocked Firestore transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pytest_mock import MockerFixture
+
+from paynow.adapters import firestore_store
+
+
+def _reopen(mocker: MockerFixture, record: dict[str, Any] | None) -> tuple[str | None, Any, Any]:
+    """Run ``reopen`` on ``record``: (its answer, the transaction, the event's reference)."""
+    db = mocker.MagicMock()
+    ref = db.collection.return_value.document.return_value
+    snap = mocker.MagicMock(exists=record is not None, reference=ref)
+    snap.to_dict.return_value = record
+    txn = db.transaction.return_value
+    txn.get_all.return_value = [snap]
+    mocker.patch.object(firestore_store.firestore, "transactional", side_effect=lambda fn: fn)
+    store = firestore_store.FirestoreEventStore(db, ttl_days=30)
+    return store.reopen("evt-1"), txn, ref
+
+
+def test_a_dead_lettered_event_is_received_again_with_its_attempts_reset(mocker: MockerFixture):
+    record = {"status": "dead_lettered", "attempts": 3, "lastError": {"code": "unknown_product"}}
+    status, txn, ref = _reopen(mocker, record)
+    assert status == "received"
+    txn.update.assert_called_once_with(
+        ref, {"status": "received", "attempts": 0, "processedAt": None}
+    )
+
+
+def test_a_received_event_dead_lettered_by_pubsub_starts_its_attempts_again(
+    mocker: MockerFixture,
+):
+    """Its first transient failure after the replay must not dead-letter it at once."""
+    record = {"status": "received", "attempts": 9, "lastError": {"code": "unavailable"}}
+    status, txn, ref = _reopen(mocker, record)
+    assert status == "received"
+    txn.update.assert_called_once_with(ref, {"attempts": 0, "lastError": None})
+
+
+@pytest.mark.parametrize("final", ["processed", "ignored"])
+def test_a_final_event_is_left_as_it_is(mocker: MockerFixture, final: str):
+    status, txn, _ = _reopen(mocker, {"status": final, "attempts": 0})
+    assert status == final
+    txn.update.assert_not_called()
+    txn.set.assert_not_called()
+
+
+def test_an_unknown_event_is_none(mocker: MockerFixture):
+    status, txn, _ = _reopen(mocker, None)
+    assert status is None
+    txn.update.assert_not_called()
