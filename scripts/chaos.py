@@ -936,6 +936,7 @@ class World:
     ledger: dict[str, list[tuple[str, int]]]  # event id -> [(user, delta)]
     orders: dict[str, dict[str, Any]]
     subscriptions: dict[str, dict[str, Any]]
+    customers: dict[str, dict[str, Any]]
 
 
 def read_world(db: Any) -> World:
@@ -951,6 +952,7 @@ def read_world(db: Any) -> World:
         ledger=dict(ledger),
         orders=docs("paynowOrders"),
         subscriptions=docs("paynowSubscriptions"),
+        customers=docs("paynowCustomers"),
     )
 
 
@@ -1142,6 +1144,23 @@ def check(
             f"{max(a.started for a in answers) - first:.1f}s after its first 2xx"
             + "".join(sorted(cuts))
         )
+    received: Counter[str] = Counter(
+        str(r.get("customerId")) for r in world.events.values() if r.get("status") == RECEIVED
+    )
+    miscounted = [
+        f"{c}: queued {world.customers.get(c, {}).get('queued', 0)}, received {received[c]}"
+        for c in sorted(set(received) | set(world.customers))
+        if world.customers.get(c, {}).get("queued", 0) != received[c]
+    ]
+    verdicts.append(
+        _verdict(
+            "every customer's queued count equals their received events",
+            miscounted,
+            len(world.customers),
+            "customers",
+        )
+    )
+
     answers_5xx = sum(len(v) for v in late.values())
     verdicts.append(
         Verdict(

@@ -60,4 +60,4 @@ def test_small_chaos_run_holds_every_invariant(tmp_path: Path) -> None:
         assert re.search(rf"^  {re.escape(label)}{count}", out, re.M), f"fault missing: {label}"
     twice = re.search(r"events delivered twice or more\s+\d+ \((\d+\.\d)%\)", out)
     assert twice and float(twice.group(1)) >= 20.0
-    assert out.rstrip().splitlines()[-1].startswith("CHAOS PASS: 10/10 invariants held")
+    assert out.rstrip().splitlines()[-1].startswith("CHAOS PASS: 11/11 invariants held")

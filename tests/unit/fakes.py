@@ -43,6 +43,7 @@ class FakeStore:
             product: {"points": value} for product, value in (catalog or {}).items()
         }
         self.rejections: dict[str, str] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
         self.journal = journal if journal is not None else []
         self.now = now or datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
         self._last = datetime.min.replace(tzinfo=UTC)
@@ -66,6 +67,14 @@ class FakeStore:
 
     # --- records -----------------------------------------------------------
 
+    def queued(self, customer_id: str) -> int:
+        return documents.queued_count(self.customers.get(customer_id))
+
+    def _count_queued(self, customer_id: object, delta: int) -> None:
+        if isinstance(customer_id, str) and customer_id:
+            doc = self.customers.setdefault(customer_id, {"queued": 0})
+            doc.update(documents.queued_change(int(doc["queued"]) + delta, self._stamp()))
+
     def _new_record(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
         return documents.event_record(event, mode, self._stamp(), expire_at=None)
 
@@ -75,6 +84,7 @@ class FakeStore:
         if existing is not None:
             return str(existing["status"])
         self.events[event.event_id] = self._new_record(event, mode)
+        self._count_queued(event.customer_id, +1)
         return None
 
     def event_status(self, event_id: str) -> dict[str, Any] | None:
@@ -107,7 +117,7 @@ class FakeStore:
         if record is not None and record.get("status") in FINAL_STATES:
             return Processed(status="duplicate")
         customer_id = event.customer_id if event is not None else None
-        if behind_pending and customer_id:
+        if behind_pending and customer_id and self.queued(customer_id) > 0:
             received_at = record.get("receivedAt") if record is not None else None
             if documents.has_earlier(event_id, received_at, self._pending_of(customer_id)):
                 return Processed(status=BEHIND)
@@ -155,6 +165,8 @@ class FakeStore:
         if record is None:
             self.events[event.event_id] = {**self._new_record(event, mode), **final}
         else:
+            if record.get("status") == RECEIVED:
+                self._count_queued(record.get("customerId"), -1)
             record.update(final)
 
     # --- failures --------------------------------------------------------------
@@ -171,6 +183,7 @@ class FakeStore:
             self.events[event_id] = {**self._new_record(event, mode), **fields}
         elif record.get("status") not in FINAL_STATES:
             record.update(fields)
+            self._count_queued(record.get("customerId"), -1)
 
     def record_failure(self, event_id: str, code: str, message: str) -> int:
         self.journal.append(f"store.record_failure:{event_id}")

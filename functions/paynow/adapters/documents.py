@@ -69,6 +69,21 @@ def has_earlier(event_id: str, received_at: object, pending: Iterable[tuple[str,
     return False
 
 
+def queued_change(delta: object, at: object) -> dict[str, Any]:
+    """The merge into ``paynowCustomers/{customerId}`` when a record enters or leaves ``received``.
+
+    ``queued`` counts the customer's records in ``received``, so sync mode learns from one
+    document read in its transaction whether any queued event could have to go first.
+    """
+    return {"queued": delta, "updatedAt": at}
+
+
+def queued_count(doc: dict[str, Any] | None) -> int:
+    """``paynowCustomers/{c}.queued``; absent is 0, and a value that is not an int counts as 1."""
+    value = doc.get("queued", 0) if doc is not None else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
 def event_from_record(event_id: str, record: dict[str, Any]) -> ev.PayNowEvent:
     """Rebuild the event the worker processes from its stored record."""
     data = record.get("data")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +41,7 @@ LEDGER = "pointsLedger"
 ORDERS = "paynowOrders"
 SUBSCRIPTIONS = "paynowSubscriptions"
 CATALOG = "pointsCatalog"
+CUSTOMERS = "paynowCustomers"
 REJECTIONS = "rejectedPayloads"
 CALL_TIMEOUT_SECONDS = 10.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
@@ -73,13 +73,23 @@ class FirestoreEventStore:
     def __init__(self, db: firestore.Client, ttl_days: int) -> None:
         self._db = db
         self._ttl = timedelta(days=ttl_days)
-        # Threads for the lookups that run beside a transaction (gunicorn serves 8 at once).
-        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-lookup")
 
     # --- records ---------------------------------------------------------
 
     def _event_ref(self, event_id: str) -> Any:
         return self._db.collection(EVENTS).document(event_id)
+
+    def _customer_ref(self, customer_id: str) -> Any:
+        return self._db.collection(CUSTOMERS).document(customer_id)
+
+    def _count_queued(self, writer: Any, customer_id: object, delta: int) -> None:
+        """Move ``paynowCustomers/{c}.queued`` with a record entering or leaving ``received``."""
+        if isinstance(customer_id, str) and customer_id:
+            writer.set(
+                self._customer_ref(customer_id),
+                documents.queued_change(firestore.Increment(delta), firestore.SERVER_TIMESTAMP),
+                merge=True,
+            )
 
     def _new_record(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
         expire_at = datetime.now(UTC) + self._ttl
@@ -91,7 +101,11 @@ class FirestoreEventStore:
         with calling("Firestore"):
             while True:
                 try:
-                    ref.create(self._new_record(event, mode), **_CREATE)
+                    # The record and its customer's queued count, in one commit.
+                    batch = self._db.batch()
+                    batch.create(ref, self._new_record(event, mode))
+                    self._count_queued(batch, event.customer_id, +1)
+                    batch.commit(**_CREATE)
                     return None
                 except gexc.AlreadyExists:
                     snap = ref.get(**_CALL)
@@ -135,18 +149,10 @@ class FirestoreEventStore:
         *,
         behind_pending: bool = False,
     ) -> Processed:
-        customer_id = event.customer_id if event is not None else None
         with calling("Firestore"):
-            # The customer's pending events are queried while the transaction begins and
-            # reads, so the check costs no round trip of its own.
-            pending = (
-                self._lookups.submit(self._pending_of, customer_id)
-                if behind_pending and customer_id
-                else None
-            )
             transaction = self._db.transaction(max_attempts=8)
             result: Processed = firestore.transactional(self._apply)(
-                transaction, event, event_id, mode, pending
+                transaction, event, event_id, mode, behind_pending
             )
             return result
 
@@ -156,27 +162,30 @@ class FirestoreEventStore:
         given: ev.PayNowEvent | None,
         event_id: str,
         mode: str,
-        pending: Future[list[tuple[str, object]]] | None,
+        behind_pending: bool,
     ) -> Processed:
         """All reads, then all writes (the function may run again on contention).
 
         With the event given (sync mode) its needs are known before reading,
-        so the record and the state are read together in one round trip.
+        so the record, the state and the customer's queued count are read
+        together in one round trip; only a customer with queued events costs
+        the query that finds whether one of them came first.
         """
         event_ref = self._event_ref(event_id)
+        customer = given.customer_id if given is not None and behind_pending else None
         if given is not None:
             refs = self._state_refs(points.needs(given))
-            docs = _read(txn, [event_ref, *refs.all])
+            counter = [self._customer_ref(customer)] if customer else []
+            docs = _read(txn, [event_ref, *refs.all, *counter])
             record = docs[event_ref.path]
         else:
             record = _read(txn, [event_ref])[event_ref.path]
         if record is not None and record.get("status") in FINAL_STATES:
             return Processed(status="duplicate")
-        received_at = record.get("receivedAt") if record is not None else None
-        if pending is not None and documents.has_earlier(
-            event_id, received_at, pending.result(timeout=CALL_TIMEOUT_SECONDS)
-        ):
-            return Processed(status=BEHIND)
+        if customer and documents.queued_count(docs[self._customer_ref(customer).path]) > 0:
+            received_at = record.get("receivedAt") if record is not None else None
+            if documents.has_earlier(event_id, received_at, self._pending_of(customer)):
+                return Processed(status=BEHIND)
         if given is None:
             if record is None:
                 raise EventNotVisible(f"event {event_id} has no record yet")
@@ -242,6 +251,8 @@ class FirestoreEventStore:
             txn.set(event_ref, {**self._new_record(event, mode), **final})
         else:
             txn.update(event_ref, final)
+            if record.get("status") == RECEIVED:
+                self._count_queued(txn, record.get("customerId"), -1)
 
     # --- failures ---------------------------------------------------------
 
@@ -259,6 +270,7 @@ class FirestoreEventStore:
                 txn.set(ref, {**self._new_record(event, mode), **fields})
             elif record.get("status") not in FINAL_STATES:
                 txn.update(ref, fields)
+                self._count_queued(txn, record.get("customerId"), -1)
 
         with calling("Firestore"):
             firestore.transactional(mark)(self._db.transaction())
@@ -281,6 +293,7 @@ class FirestoreEventStore:
                 return None
             if record.get("status") == DEAD_LETTERED:
                 txn.update(ref, {"status": RECEIVED, "attempts": 0, "processedAt": None})
+                self._count_queued(txn, record.get("customerId"), +1)
                 return RECEIVED
             if record.get("status") == RECEIVED:
                 txn.update(ref, {"attempts": 0, "lastError": None})
@@ -309,6 +322,8 @@ class FirestoreEventStore:
         return int(value) if _is_int(value) else 0
 
     def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
+        # The query itself, not the queued count: this is the rare path (a refund or an order
+        # without its predecessor), and it must hold for records the count never saw.
         with calling("Firestore"):
             pending = [p for p in self._pending_of(customer_id) if p[0] != event_id]
             if not pending:
