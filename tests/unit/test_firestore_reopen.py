@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pytest_mock import MockerFixture
-
 from paynow.adapters import firestore_store
+from pytest_mock import MockerFixture
 
 
 def _reopen(mocker: MockerFixture, record: dict[str, Any] | None) -> tuple[str | None, Any, Any]:
@@ -18,7 +17,7 @@ def _reopen(mocker: MockerFixture, record: dict[str, Any] | None) -> tuple[str |
     snap.to_dict.return_value = record
     txn = db.transaction.return_value
     txn.get_all.return_value = [snap]
-    mocker.patch.object(firestore_store.firestore, "transactional", side_effect=lambda fn: fn)
+    mocker.patch("google.cloud.firestore.transactional", side_effect=lambda fn: fn)
     store = firestore_store.FirestoreEventStore(db, ttl_days=30)
     return store.reopen("evt-1"), txn, ref
 
