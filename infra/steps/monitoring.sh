@@ -12,8 +12,10 @@
 #   policy     found by its user label paynow_alert = the file's name; digest in the user
 #              label paynow_config (covering NOTIFICATION_CHANNELS, which every policy gets)
 #   dashboard  found by its displayName; digest in its label paynow_config
-# Metrics and the dashboard are applied from copies that carry the digest, written to
-# .local/monitoring/ (git-ignored; written under --dry-run too, as the plan names them).
+# Metrics and the dashboard are applied from copies that carry the digest, written to a
+# temporary directory removed when the step ends: nothing is written in the repository, with
+# or without --dry-run. MONITORING_RENDER_DIR=DIR writes them there instead and keeps them
+# (for the tests, which hand the commands to the real gcloud afterwards).
 # Alert policies need the gcloud alpha component (gcloud alpha monitoring policies).
 # Monitoring may take up to 10 minutes to know a log-based metric just created: creating a
 # policy on it is retried until then. Not changed in place: a metric's kind or value type
@@ -28,7 +30,13 @@ no_more_args
 load_settings "$ENV_FILE"
 
 readonly MONITORING_DIR="$ROOT_DIR/infra/monitoring"
-readonly RENDER_DIR="$ROOT_DIR/.local/monitoring"
+if [[ -n ${MONITORING_RENDER_DIR:-} ]]; then
+  RENDER_DIR=$MONITORING_RENDER_DIR
+else
+  RENDER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/paynow-monitoring.XXXXXX")
+  trap 'rm -rf "$RENDER_DIR"' EXIT
+fi
+readonly RENDER_DIR
 readonly APIS=(logging.googleapis.com monitoring.googleapis.com)
 # Waiting for a new metric: RETRIES attempts, RETRY_SECONDS apart (an environment knob for tests).
 readonly RETRY_SECONDS=${MONITORING_RETRY_SECONDS:-30}
@@ -41,13 +49,10 @@ digest() {
   { cat "$file" && printf '%s\n' "$@"; } | sha256sum | cut -c1-16
 }
 
-# write_file PATH: stdin into PATH, replaced whole (a concurrent reader sees old or new).
+# write_file PATH: stdin into PATH (mode from the umask: gcloud, as this user, reads it).
 write_file() {
-  local tmp
   mkdir -p "$(dirname "$1")"
-  tmp=$(mktemp "$1.XXXXXX")
-  cat >"$tmp"
-  mv -f "$tmp" "$1"
+  cat >"$1"
 }
 
 # render_metric FILE DIGEST OUT: the metric with " [config DIGEST]" after its description.

@@ -73,6 +73,8 @@ def story(tmp_path_factory: pytest.TempPathFactory, gcloud_config: Path) -> Iter
         env_file=write_env(tmp / "story.env", PROJECT=project),
         fake=make_fake(tmp, gcloud_config, project),
     )
+    # Keep the monitoring step's copies: the last tests hand its commands to the real gcloud.
+    s.fake.env["MONITORING_RENDER_DIR"] = str(tmp / "rendered")
     s.chapters["first"] = _chapter(s, "infra/deploy.sh", "--secret-stdin", stdin=s.secret + "\n")
     s.chapters["second"] = _chapter(s, "infra/deploy.sh", "--secret-stdin", stdin=s.secret + "\n")
     s.chapters["to_queue"] = _chapter(s, "infra/set-mode.sh", "queue")
@@ -285,7 +287,7 @@ def dry_run_commands(directory: Path, config: Path) -> list[list[str]]:
         BUILD_SERVICE_ACCOUNT="paynow-build@demo-accept-project.iam.gserviceaccount.com",
     )
     trap = make_trap(directory)
-    env = base_env(config, trap.bin)
+    env = {**base_env(config, trap.bin), "MONITORING_RENDER_DIR": str(directory / "rendered")}
     plans = [
         run_script(
             "infra/deploy.sh", str(env_file), "--dry-run", "--secret-stdin", env=env, stdin="x"

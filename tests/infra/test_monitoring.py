@@ -26,6 +26,7 @@ import operator
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,7 +66,6 @@ MONITORING = ROOT / "infra" / "monitoring"
 METRIC_FILES = sorted((MONITORING / "metrics").glob("*.yaml"))
 ALERT_FILES = sorted((MONITORING / "alerts").glob("*.json"))
 DASHBOARD_FILE = MONITORING / "dashboard.json"
-RENDERED = ROOT / ".local" / "monitoring"
 STEP = "infra/steps/monitoring.sh"
 USER_PREFIX = "logging.googleapis.com/user/"
 SUBSCRIPTIONS = ("paynow-events-push", "paynow-events-dlq-sub")
@@ -845,17 +845,46 @@ def flags(argv: list[str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory: pytest.TempPathFactory) -> Result:
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the plan's copies are kept (MONITORING_RENDER_DIR), to read and replay them."""
+    return tmp_path_factory.mktemp("monitoring-rendered")
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory, rendered: Path) -> Result:
     tmp = tmp_path_factory.mktemp("monitoring-plan")
     trap = make_trap(tmp)
     env_file = write_env(tmp / "plan.env", PROJECT=PROJECT, NOTIFICATION_CHANNELS=CHANNELS)
-    result = run_script(STEP, str(env_file), "--dry-run", env=base_env(tmp, trap.bin))
+    env = {**base_env(tmp, trap.bin), "MONITORING_RENDER_DIR": str(rendered)}
+    result = run_script(STEP, str(env_file), "--dry-run", env=env)
     assert result.returncode == 0, result.output
     assert trap.calls() == []
     return result
 
 
-def test_the_plan_applies_every_definition_once(plan: Result) -> None:
+def test_a_dry_run_writes_nothing_in_the_repository(tmp_path: Path) -> None:
+    """Without MONITORING_RENDER_DIR the copies live in a temporary directory, gone after."""
+    trap = make_trap(tmp_path)
+    env_file = write_env(tmp_path / "plan.env", PROJECT=PROJECT)
+    started = time.time_ns()
+    result = run_script(STEP, str(env_file), "--dry-run", env=base_env(tmp_path, trap.bin))
+    assert result.returncode == 0, result.output
+    copies = [
+        Path(value)
+        for c in result.commands()
+        for key, value in flags(c).items()
+        if key == "config-from-file"
+    ]
+    assert len(copies) == len(METRIC_FILES) + 1  # the metrics and the dashboard
+    for copy in copies:
+        assert ROOT not in copy.parents, copy
+        assert not copy.exists() and not copy.parent.exists(), copy
+    old_place = ROOT / ".local" / "monitoring"
+    written = [p for p in old_place.rglob("*") if p.stat().st_mtime_ns >= started]
+    assert written == []
+
+
+def test_the_plan_applies_every_definition_once(plan: Result, rendered: Path) -> None:
     commands = plan.commands()
     creates = [c for c in commands if is_mutation(c)]
     metric_files = {
@@ -863,7 +892,7 @@ def test_the_plan_applies_every_definition_once(plan: Result) -> None:
         for c in creates
         if words(c)[:3] == ["logging", "metrics", "create"]
     }
-    assert metric_files == {f.stem: str(RENDERED / "metrics" / f.name) for f in METRIC_FILES}
+    assert metric_files == {f.stem: str(rendered / "metrics" / f.name) for f in METRIC_FILES}
     policies = [
         flags(c) for c in creates if words(c)[:4] == ["alpha", "monitoring", "policies", "create"]
     ]
@@ -874,21 +903,21 @@ def test_the_plan_applies_every_definition_once(plan: Result) -> None:
         assert re.fullmatch(r"[0-9a-f]{16}", labels["paynow_config"])
         assert policy["notification-channels"] == CHANNELS
     (board,) = [flags(c) for c in creates if words(c)[:3] == ["monitoring", "dashboards", "create"]]
-    assert board["config-from-file"] == str(RENDERED / "dashboard.json")
+    assert board["config-from-file"] == str(rendered / "dashboard.json")
     assert all(flags(c)["project"] == PROJECT for c in commands)
     order = [words(c)[0] for c in commands]
     assert order.index("logging") < order.index("alpha") < order.index("monitoring")
 
 
-def test_applied_copies_carry_the_digest_and_nothing_else(plan: Result) -> None:
+def test_applied_copies_carry_the_digest_and_nothing_else(plan: Result, rendered: Path) -> None:
     for source in METRIC_FILES:
-        rendered = (RENDERED / "metrics" / source.name).read_text().splitlines()
+        copy = (rendered / "metrics" / source.name).read_text().splitlines()
         original = source.read_text().splitlines()
-        changed = [(a, b) for a, b in zip(original, rendered, strict=True) if a != b]
+        changed = [(a, b) for a, b in zip(original, copy, strict=True) if a != b]
         assert len(changed) == 1 and re.fullmatch(
             re.escape(changed[0][0]) + r" \[config [0-9a-f]{16}\]", changed[0][1]
         )
-    rendered_board = json.loads((RENDERED / "dashboard.json").read_text())
+    rendered_board = json.loads((rendered / "dashboard.json").read_text())
     labels = rendered_board.pop("labels")
     assert rendered_board == json.loads(DASHBOARD_FILE.read_text())
     assert re.fullmatch(r"[0-9a-f]{16}", labels["paynow_config"])
@@ -953,8 +982,13 @@ def story(tmp_path_factory: pytest.TempPathFactory, gcloud_config: Path) -> Iter
     tmp = tmp_path_factory.mktemp("monitoring-story")
     project = project_id()
     fake = make_fake(tmp, gcloud_config, project)
-    # Monitoring does not know a new metric for its first policy write; retry at once.
-    fake.env.update(FAKE_GCLOUD_METRIC_LAG="1", MONITORING_RETRY_SECONDS="0")
+    # Monitoring does not know a new metric for its first policy write; retry at once. The
+    # copies are kept: the last test hands the commands to the real gcloud.
+    fake.env.update(
+        FAKE_GCLOUD_METRIC_LAG="1",
+        MONITORING_RETRY_SECONDS="0",
+        MONITORING_RENDER_DIR=str(tmp / "rendered"),
+    )
     env_file = write_env(tmp / "story.env", PROJECT=project)
     runs = {"first": _run(fake, env_file), "second": _run(fake, env_file)}
     state = fake.state()
