@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from google.cloud import firestore, pubsub_v1
 from paynow import config
-from paynow.adapters import firestore_store, pubsub_publisher
+from paynow.adapters import documents, firestore_store, pubsub_publisher
 from paynow.adapters.secrets import StaticSecrets
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
@@ -385,9 +385,19 @@ class Bench:
             self.topic, message.data(), ordering_key=message.ordering_key, **message.attributes()
         )
 
+    def _queued_change(self, event: PayNowEvent, delta: int) -> tuple[Any, dict[str, Any]]:
+        """The customer's queued count, moved in the same commit as the record (as the code)."""
+        ref = self.db.collection(firestore_store.CUSTOMERS).document(str(event.customer_id))
+        return ref, documents.queued_change(firestore.Increment(delta), firestore.SERVER_TIMESTAMP)
+
     def _create(self, event: PayNowEvent) -> None:
-        ref = self.db.collection(firestore_store.EVENTS).document(event.event_id)
-        ref.create(self.record(event, "queue"), timeout=CALL_TIMEOUT)
+        batch = self.db.batch()
+        batch.create(
+            self.db.collection(firestore_store.EVENTS).document(event.event_id),
+            self.record(event, "queue"),
+        )
+        batch.set(*self._queued_change(event, +1), merge=True)
+        batch.commit(timeout=CALL_TIMEOUT)
 
     def floor_publish(self) -> float:
         event = self.event(self.ids("pub"))
@@ -408,19 +418,22 @@ class Bench:
         return timed(both)
 
     def credit(self, event: PayNowEvent, ids: Ids, create_record: bool) -> None:
-        """The raw credit transaction: one ``get_all``, then the writes the worker makes."""
+        """The raw credit transaction: one ``get_all``, then the writes the code makes.
+
+        Inline (``create_record``) it reads the customer's queued count too, as sync mode
+        does; on a queued record it moves that count, as the worker does.
+        """
         col = self.db.collection
         event_ref = col(firestore_store.EVENTS).document(ids.event)
         catalog_ref = col(firestore_store.CATALOG).document(PRODUCT)
         order_ref = col(firestore_store.ORDERS).document(ids.order)
         user_ref = col(firestore_store.USERS).document(ids.user)
+        counter_ref, counter_change = self._queued_change(event, -1)
         record = self.record(event, "sync") if create_record else None
+        reads = [event_ref, catalog_ref, order_ref] + ([counter_ref] if create_record else [])
 
         def apply(txn: Any) -> None:
-            snaps = {
-                s.reference.path: s
-                for s in txn.get_all([event_ref, catalog_ref, order_ref], timeout=CALL_TIMEOUT)
-            }
+            snaps = {s.reference.path: s for s in txn.get_all(reads, timeout=CALL_TIMEOUT)}
             delta = int(snaps[catalog_ref.path].get("points")) * QUANTITY
             now = firestore.SERVER_TIMESTAMP
             txn.set(user_ref, {"points": firestore.Increment(delta), "updatedAt": now}, merge=True)
@@ -451,6 +464,7 @@ class Bench:
             final = {"status": "processed", "processedAt": now, "userId": ids.user}
             if record is None:
                 txn.update(event_ref, final)
+                txn.set(counter_ref, counter_change, merge=True)
             else:
                 txn.set(event_ref, {**record, **final})
 
@@ -592,11 +606,12 @@ class Bench:
     def raw_loop(self, name: str, all_ids: list[Ids]) -> Series:
         """The worker's floor: records as the webhook leaves them, then one transaction each."""
         events = [self.event(i) for i in all_ids]
-        for start in range(0, len(events), 400):
+        for start in range(0, len(events), 200):
             batch = self.db.batch()
-            for event in events[start : start + 400]:
+            for event in events[start : start + 200]:
                 ref = self.db.collection(firestore_store.EVENTS).document(event.event_id)
                 batch.create(ref, self.record(event, "queue"))
+                batch.set(*self._queued_change(event, +1), merge=True)
             batch.commit()
         pending = iter(zip(events, all_ids, strict=True))
         return measure(name, lambda: timed(lambda: self.credit(*next(pending), False)), len(events))
