@@ -221,6 +221,11 @@ absent() {
   grep -qE 'NOT_FOUND|status=\[404\]|Cannot find service \[' -
 }
 
+# denied < ERRORS: whether a failed call's error output says the caller lacks a permission.
+denied() {
+  grep -qE 'PERMISSION_DENIED|status=\[403\]' -
+}
+
 # query VAR CMD...: a read. Its stdout goes into VAR; returns 0 when found, 1 when the
 # resource is absent (or under --dry-run); any other failure stops the script.
 query() {

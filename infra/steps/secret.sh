@@ -4,8 +4,10 @@
 #   infra/steps/secret.sh ENV_FILE [--dry-run] [--secret-stdin | --secret-file PATH]
 #
 # Creates the secret when absent. With --secret-stdin or --secret-file PATH, the value
-# (one line) becomes a new version unless the latest version already holds it. The value
-# is never a command argument and never printed. The webhook reads the latest version at
+# (one line) becomes a new version unless the latest version already holds it; typed at a
+# terminal it is not echoed. The value is never a command argument and never printed.
+# Comparing needs read access to the versions (secretAccessor): without it the step stops
+# rather than add a version on every run. The webhook reads the latest version at
 # run time (PAYNOW_WEBHOOK_SECRET_ID), so a new version rotates it without a deploy.
 # Without a value, fails when the secret has no enabled version yet.
 
@@ -32,11 +34,17 @@ done
 no_more_args
 load_settings "$ENV_FILE"
 
-# read_secret: the value into SECRET_VALUE, from stdin or the file, checked.
+# read_secret: the value into SECRET_VALUE, from stdin or the file, checked. Typed at a
+# terminal: one line, not echoed. From a pipe or a file: read whole.
 read_secret() {
   if [[ $SOURCE == - ]]; then
-    [[ -t 0 ]] && note "type the signing secret, then press Ctrl-D"
-    SECRET_VALUE=$(cat)
+    if [[ -t 0 ]]; then
+      printf 'PayNow signing secret (typing is not shown), then Enter: ' >&2
+      IFS= read -rs SECRET_VALUE || true # end of input without a newline: keep what came
+      printf '\n' >&2
+    else
+      SECRET_VALUE=$(cat)
+    fi
   else
     [[ -r $SOURCE ]] || die "cannot read the secret file $SOURCE"
     SECRET_VALUE=$(<"$SOURCE")
@@ -46,19 +54,48 @@ read_secret() {
   [[ $SECRET_VALUE != *$'\n'* ]] || die "the secret must be a single line"
 }
 
-# add_version: SECRET_VALUE as a new version, through stdin, unless it is the latest already.
-add_version() {
-  local latest wanted
+# latest_digest: the sha256 of the latest version into LATEST ('' when there is no readable
+# latest version yet: none added, or the latest one disabled or destroyed). A caller who may
+# not read versions is stopped: it cannot tell whether the value is new, and adding one on
+# every run would pile up versions.
+latest_digest() {
+  local err rc=0
+  LATEST=''
   show gcloud secrets versions access latest --secret="$SECRET_NAME" --project="$PROJECT"
   note "(only its sha256 is kept, to compare)"
-  if ((DRY_RUN)); then
-    latest=''
-  else
-    latest=$({ gcloud secrets versions access latest --secret="$SECRET_NAME" \
-      --project="$PROJECT" 2>/dev/null || true; } | sha256sum)
+  ((DRY_RUN)) && return 0
+  err=$(mktemp)
+  LATEST=$(gcloud secrets versions access latest --secret="$SECRET_NAME" --project="$PROJECT" \
+    2>"$err" | sha256sum) || rc=$?
+  if ((rc == 0)); then
+    rm -f "$err"
+    return 0
   fi
+  LATEST=''
+  if denied <"$err"; then
+    cat "$err" >&2
+    rm -f "$err"
+    die "may not read the versions of secret $SECRET_NAME, so cannot tell whether this value is new; nothing was added.
+  The account running this needs roles/secretmanager.secretAccessor on the secret (or roles/secretmanager.admin):
+  gcloud secrets add-iam-policy-binding $SECRET_NAME --project=$PROJECT --member=MEMBER --role=roles/secretmanager.secretAccessor
+  (MEMBER: user:you@example.com, or serviceAccount:EMAIL for a deployer account)"
+  fi
+  if absent <"$err" || grep -q FAILED_PRECONDITION "$err"; then
+    rm -f "$err"
+    note "no readable latest version yet"
+    return 0
+  fi
+  cat "$err" >&2
+  rm -f "$err"
+  die "command failed (exit $rc): gcloud secrets versions access latest --secret=$SECRET_NAME --project=$PROJECT; nothing was added"
+}
+
+# add_version: SECRET_VALUE as a new version, through stdin, unless it is the latest already.
+add_version() {
+  local wanted
+  latest_digest
   wanted=$(printf '%s' "$SECRET_VALUE" | sha256sum)
-  if [[ $latest == "$wanted" ]]; then
+  if [[ $LATEST == "$wanted" ]]; then
     note "the latest version already holds this value; nothing added"
     return
   fi

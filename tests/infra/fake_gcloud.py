@@ -16,6 +16,8 @@ gcloud's own YAML loader into gcloud's own API message classes (``load_config``)
 those do not know is refused, as the API refuses it. Like Cloud Monitoring, an alert policy
 on a log-based metric that does not exist is refused; ``FAKE_GCLOUD_METRIC_LAG=N`` makes a
 new metric unknown to Monitoring for its first N policy writes (the real delay is minutes).
+``FAKE_GCLOUD_ERRORS`` (JSON: command words -> error text, e.g. ``{"secrets versions access":
+"PERMISSION_DENIED: ..."}``) makes every call starting with those words fail with that error.
 """
 
 from __future__ import annotations
@@ -819,6 +821,9 @@ def main() -> int:
         call = Call(argv)
         if not call.words or call.words[0] not in GROUPS:
             usage(f"unknown command {' '.join(call.words)}")
+        for words, error in json.loads(os.environ.get("FAKE_GCLOUD_ERRORS") or "{}").items():
+            if call.words[: len(words.split())] == words.split():
+                raise Exit(1, error)
         result = GROUPS[call.words[0]](call, state)
         state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
         emit(result, call)
