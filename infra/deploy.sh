@@ -40,6 +40,8 @@ function_endpoint "$WEBHOOK_FUNCTION"
 if ((DRY_RUN)); then
   say "Dry run done: nothing was changed."
 else
-  say "Deployed to $PROJECT in $((SECONDS - started)) s. WEBHOOK_MODE=$WEBHOOK_MODE."
+  mode=$WEBHOOK_MODE
+  if service_state "$FN_SERVICE"; then mode=$LIVE_MODE; fi
+  say "Deployed to $PROJECT in $((SECONDS - started)) s. The webhook runs WEBHOOK_MODE=$mode."
 fi
 say "PayNow webhook URL: $FN_URL"

@@ -286,3 +286,23 @@ project_number() {
     die "project $PROJECT not found"
   fi
 }
+
+# service_state SERVICE: what a Cloud Run service runs now; returns 1 when it is absent (or
+# under --dry-run). Sets LIVE_MODE (its WEBHOOK_MODE; sync when unset, as the code defaults),
+# REVISION (latest ready), LATEST_CREATED, and SERVING_REVISION / SERVING_PERCENT (first
+# traffic target).
+service_state() {
+  local out names values name i=0
+  query out gcloud run services describe "$1" --region="$REGION" --project="$PROJECT" \
+    --format='value[separator="|"](spec.template.spec.containers[0].env[].name.join(","),spec.template.spec.containers[0].env[].value.join(","),status.latestReadyRevisionName,status.latestCreatedRevisionName,status.traffic[0].revisionName,status.traffic[0].percent)' ||
+    return 1
+  IFS='|' read -r names values REVISION LATEST_CREATED SERVING_REVISION SERVING_PERCENT <<<"$out"
+  IFS=, read -r -a names <<<"$names"
+  IFS=, read -r -a values <<<"$values"
+  LIVE_MODE=sync
+  for name in "${names[@]}"; do
+    [[ $name == WEBHOOK_MODE ]] && LIVE_MODE=${values[i]}
+    i=$((i + 1))
+  done
+  return 0
+}

@@ -7,8 +7,8 @@
 # variables kept), waits until the new revision serves all traffic, and says so. In both
 # modes every event is recorded and deduplicated, and events already queued keep flowing
 # through the worker, so switching either way loses and doubles nothing.
-# The next infra/deploy.sh that changes the webhook applies WEBHOOK_MODE from ENV_FILE
-# again: set it there too.
+# The switch lasts: infra/deploy.sh keeps the live webhook's WEBHOOK_MODE (the settings
+# file's value applies only when the webhook is first deployed).
 
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -23,28 +23,10 @@ ARGS=()
 [[ $MODE == sync || $MODE == queue ]] || die "mode must be sync or queue, got '$MODE'"
 load_settings "$ENV_FILE"
 
-# live_state SERVICE: sets LIVE_MODE (sync when unset, as the code defaults), REVISION
-# (latest ready), LATEST_CREATED, and SERVING_REVISION / SERVING_PERCENT (first traffic target).
-live_state() {
-  local out names values name i=0
-  query out gcloud run services describe "$1" --region="$REGION" --project="$PROJECT" \
-    --format='value[separator="|"](spec.template.spec.containers[0].env[].name.join(","),spec.template.spec.containers[0].env[].value.join(","),status.latestReadyRevisionName,status.latestCreatedRevisionName,status.traffic[0].revisionName,status.traffic[0].percent)' ||
-    return 1
-  IFS='|' read -r names values REVISION LATEST_CREATED SERVING_REVISION SERVING_PERCENT <<<"$out"
-  IFS=, read -r -a names <<<"$names"
-  IFS=, read -r -a values <<<"$values"
-  LIVE_MODE=sync
-  for name in "${names[@]}"; do
-    [[ $name == WEBHOOK_MODE ]] && LIVE_MODE=${values[i]}
-    i=$((i + 1))
-  done
-  return 0
-}
-
 function_endpoint "$WEBHOOK_FUNCTION"
 SERVICE=$FN_SERVICE
 say "Webhook $WEBHOOK_FUNCTION (Cloud Run service $SERVICE): WEBHOOK_MODE=$MODE"
-if live_state "$SERVICE"; then
+if service_state "$SERVICE"; then
   if [[ $LIVE_MODE == "$MODE" && $REVISION == "$LATEST_CREATED" ]]; then
     note "already in $MODE mode (revision $REVISION); nothing changed"
     exit 0
@@ -60,12 +42,12 @@ run gcloud run services update "$SERVICE" --region="$REGION" --project="$PROJECT
 
 # `run services update` returns once the revision is ready; confirm it serves everything.
 for _ in $(seq 1 30); do
-  live_state "$SERVICE" || die "Cloud Run service $SERVICE not found"
+  service_state "$SERVICE" || die "Cloud Run service $SERVICE not found"
   if [[ $LIVE_MODE == "$MODE" && $REVISION == "$LATEST_CREATED" &&
     $SERVING_REVISION == "$REVISION" && $SERVING_PERCENT == 100 ]]; then
     say "Done: $WEBHOOK_FUNCTION serves revision $REVISION with WEBHOOK_MODE=$MODE (100% of traffic)."
     [[ $WEBHOOK_MODE == "$MODE" ]] ||
-      note "Set WEBHOOK_MODE=$MODE in $ENV_FILE too, or the next deploy of the webhook switches it back."
+      note "$ENV_FILE says WEBHOOK_MODE=$WEBHOOK_MODE: deploys keep the live mode ($MODE); the file's value is used only for a first deploy. Set WEBHOOK_MODE=$MODE there to keep them in step."
     exit 0
   fi
   sleep 2

@@ -9,6 +9,9 @@
 # run.invoker (granted by infra/steps/iam.sh) and the code checks the token's audience and email.
 # A function whose source and settings are unchanged is not deployed again: each deploy
 # records a digest of both in the function's label deploy-hash.
+# WEBHOOK_MODE from the settings file applies to the webhook's first deploy only. Later
+# deploys keep the live webhook's mode (set by infra/set-mode.sh), and say so when the file
+# differs: a redeploy never undoes a rollback.
 # The worker's and reconcile's token audience is their own URL (PUSH_AUDIENCE,
 # RECONCILE_AUDIENCE), known only once they exist: a first deploy uses a placeholder
 # audience (every token is refused), reads the URL, and deploys again with it.
@@ -46,7 +49,15 @@ deploy_if_changed() {
   if [[ -n $BUILD_SERVICE_ACCOUNT ]]; then
     spec+=(--build-service-account="projects/$PROJECT/serviceAccounts/$BUILD_SERVICE_ACCOUNT")
   fi
-  digest=$(printf '%s\n' "$SOURCE_DIGEST" "${spec[@]}" | sha256sum | cut -c1-40)
+  # WEBHOOK_MODE is not part of the digest: once the webhook exists it is infra/set-mode.sh's
+  # to change, so a switch alone never makes the function look out of date.
+  local hashed=() kept=() arg
+  for var in "$@"; do [[ $var == WEBHOOK_MODE=* ]] || kept+=("$var"); done
+  for arg in "${spec[@]}"; do
+    [[ $arg == --set-env-vars=* ]] && arg="--set-env-vars=$(IFS=,; printf '%s' "${kept[*]}")"
+    hashed+=("$arg")
+  done
+  digest=$(printf '%s\n' "$SOURCE_DIGEST" "${hashed[@]}" | sha256sum | cut -c1-40)
   if [[ $FN_STATE == ACTIVE && $FN_HASH == "$digest" ]]; then
     note "$name is up to date (deploy-hash $digest)"
     return
@@ -79,6 +90,24 @@ common_env=(
   "MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS" "EVENT_TTL_DAYS=$EVENT_TTL_DAYS"
   "PAYNOW_USER_ID_KEY=$PAYNOW_USER_ID_KEY"
 )
+# webhook_mode: the WEBHOOK_MODE to deploy the webhook with, into DEPLOY_MODE. Once the
+# webhook's Cloud Run service exists, its live value: infra/set-mode.sh owns it from then on.
+# The settings file's value applies to the first deploy only.
+webhook_mode() {
+  DEPLOY_MODE=$WEBHOOK_MODE
+  describe_function "$WEBHOOK_FUNCTION" || return 0
+  [[ -n $FN_SERVICE ]] || return 0
+  service_state "$FN_SERVICE" || return 0
+  if [[ $LIVE_MODE != sync && $LIVE_MODE != queue ]]; then
+    warn "the live webhook has WEBHOOK_MODE='$LIVE_MODE' (not sync or queue): deploying it with $WEBHOOK_MODE from $ENV_FILE"
+    return 0
+  fi
+  DEPLOY_MODE=$LIVE_MODE
+  if [[ $LIVE_MODE != "$WEBHOOK_MODE" ]]; then
+    note "$ENV_FILE says WEBHOOK_MODE=$WEBHOOK_MODE, the live webhook runs $LIVE_MODE: mode stays $LIVE_MODE; use infra/set-mode.sh to change it"
+  fi
+}
+
 # The public webhook goes last: the functions it hands work to are updated first.
 deploy_function "$WORKER_FUNCTION" "$WORKER_TARGET" "$WORKER_SA" --no-allow-unauthenticated \
   "$WORKER_TIMEOUT_SECONDS" "$WORKER_MAX_INSTANCES" PUSH_AUDIENCE \
@@ -86,6 +115,7 @@ deploy_function "$WORKER_FUNCTION" "$WORKER_TARGET" "$WORKER_SA" --no-allow-unau
 deploy_function "$RECONCILE_FUNCTION" "$RECONCILE_TARGET" "$RECONCILE_SA" --no-allow-unauthenticated \
   "$RECONCILE_TIMEOUT_SECONDS" "$RECONCILE_MAX_INSTANCES" RECONCILE_AUDIENCE \
   "${common_env[@]}" PUSH_AUTH=oidc "SCHEDULER_SERVICE_ACCOUNT=$SCHEDULER_SA"
+webhook_mode
 deploy_function "$WEBHOOK_FUNCTION" "$WEBHOOK_TARGET" "$WEBHOOK_SA" --allow-unauthenticated \
   "$WEBHOOK_TIMEOUT_SECONDS" "$WEBHOOK_MAX_INSTANCES" '' \
-  "${common_env[@]}" "WEBHOOK_MODE=$WEBHOOK_MODE" "PAYNOW_WEBHOOK_SECRET_ID=$SECRET_ID"
+  "${common_env[@]}" "WEBHOOK_MODE=$DEPLOY_MODE" "PAYNOW_WEBHOOK_SECRET_ID=$SECRET_ID"

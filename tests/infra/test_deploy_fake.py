@@ -1,8 +1,8 @@
 """The whole deploy, for real, against the recording fake gcloud (tests/infra/fake_gcloud.py).
 
 One story, run once for the module: a first deploy into an empty project, a second one
-(which must change nothing), the rollback switch twice, then drift repaired by a third
-deploy. Each test reads one chapter of it: the resources and policies left in the
+(which must change nothing), the rollback switch twice, a deploy after the switch (which
+keeps the live mode), then drift repaired by a last deploy. Each test reads one chapter of it: the resources and policies left in the
 fake's state, and the commands the scripts ran. The last tests give every command the
 scripts ran, and every command of the dry-run plans, to the real gcloud CLI: it must
 accept them all, and lib.sh must read its "not found" answers as "absent" and nothing
@@ -79,6 +79,7 @@ def story(tmp_path_factory: pytest.TempPathFactory, gcloud_config: Path) -> Iter
     s.chapters["second"] = _chapter(s, "infra/deploy.sh", "--secret-stdin", stdin=s.secret + "\n")
     s.chapters["to_queue"] = _chapter(s, "infra/set-mode.sh", "queue")
     s.chapters["queue_again"] = _chapter(s, "infra/set-mode.sh", "queue")
+    s.chapters["after_switch"] = _chapter(s, "infra/deploy.sh")  # the file still says sync
     _drift(s)
     s.chapters["repair"] = _chapter(s, "infra/deploy.sh")
     yield s
@@ -230,7 +231,7 @@ def test_set_mode_switches_only_webhook_mode_and_waits_for_it(story: Story) -> N
     assert f"serves revision {after['paynow-webhook']['revision']} with WEBHOOK_MODE=queue" in (
         switch.result.stderr
     )
-    assert "Set WEBHOOK_MODE=queue in" in switch.result.stderr  # the file still says sync
+    assert "says WEBHOOK_MODE=sync: deploys keep the live mode (queue)" in switch.result.stderr
     again = story.chapters["queue_again"]
     assert again.result.returncode == 0 and again.mutations() == []
     assert "already in queue mode" in again.result.stderr
@@ -273,8 +274,24 @@ def test_a_later_deploy_repairs_drift_and_only_that(story: Story) -> None:
     }
     assert state["jobs"]["paynow-reconcile"]["schedule"] == "*/5 * * * *"
     assert state["functions"]["paynow-webhook"]["state"] == "ACTIVE"
-    # the deploy applies the settings file's mode again: the rollback switch lasts until then
-    assert state["run"]["paynow-webhook"]["env"]["WEBHOOK_MODE"] == "sync"
+    # the webhook deployed again keeps the live mode, not the settings file's (sync)
+    webhook_env = next(a for a in repair.mutations()[0] if a.startswith("--set-env-vars="))
+    assert "WEBHOOK_MODE=queue" in webhook_env.split("=", 1)[1].split(",")
+    assert state["run"]["paynow-webhook"]["env"]["WEBHOOK_MODE"] == "queue"
+    assert "mode stays queue; use infra/set-mode.sh to change it" in repair.result.stderr
+
+
+def test_a_deploy_after_a_switch_keeps_the_live_mode_and_changes_nothing(story: Story) -> None:
+    after = story.chapters["after_switch"]
+    assert after.result.returncode == 0, after.result.output
+    assert after.mutations() == []  # the switch alone does not make the webhook out of date
+    assert after.state == story.chapters["queue_again"].state
+    assert after.state["run"]["paynow-webhook"]["env"]["WEBHOOK_MODE"] == "queue"
+    assert (
+        "says WEBHOOK_MODE=sync, the live webhook runs queue: mode stays queue; "
+        "use infra/set-mode.sh to change it"
+    ) in " ".join(after.result.stderr.split())
+    assert "The webhook runs WEBHOOK_MODE=queue." in after.result.stderr
 
 
 # --- the real gcloud accepts every command ---------------------------------------------

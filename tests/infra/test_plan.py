@@ -311,6 +311,27 @@ def test_every_command_names_the_project(plan: tuple[Result, list[str]]) -> None
         assert project == PROJECT, argv
 
 
+def test_a_first_deploy_takes_the_mode_from_the_settings_file(
+    tmp_path: Path, trap_gcloud: TrapGcloud
+) -> None:
+    env_file = write_env(tmp_path / "queue.env", PROJECT=PROJECT, WEBHOOK_MODE="queue")
+    result = run_script(
+        "infra/steps/functions.sh",
+        str(env_file),
+        "--dry-run",
+        env=base_env(tmp_path, trap_gcloud.bin),
+    )
+    assert result.returncode == 0, result.output
+    (webhook,) = [
+        flags(c)
+        for c in result.commands()
+        if words(c)[:3] == ["functions", "deploy", "paynow-webhook"]
+    ]
+    assert "WEBHOOK_MODE=queue" in webhook["set-env-vars"].split(",")
+    assert "mode stays" not in result.stderr
+    assert trap_gcloud.calls() == []
+
+
 def test_set_mode_changes_only_webhook_mode(tmp_path: Path, trap_gcloud: TrapGcloud) -> None:
     env_file = write_env(tmp_path / "mode.env", PROJECT=PROJECT)
     result = run_script(
