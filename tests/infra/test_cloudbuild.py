@@ -1,15 +1,22 @@
-"""cloudbuild.yaml: its steps, and its deploy script as Cloud Build would run it."""
+"""cloudbuild.yaml: its steps, and their scripts as Cloud Build would run them.
+
+The settings step runs against the stateful fake gcloud (its Secret Manager holds the
+environment's settings file, or not); the install and test steps run with stand-ins for
+apt-get, bootstrap.sh and scripts/test in an image without Java.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import EXAMPLE_ENV, INFRA, ROOT
+from tests.infra.conftest import INFRA, ROOT, make_fake, project_id
 
 CONFIG = (ROOT / "cloudbuild.yaml").read_text()
 
@@ -37,41 +44,187 @@ def substitute(script: str, values: dict[str, str]) -> str:
     return script.replace("$$", "$")
 
 
+BUILD_PROJECT = "demo-build-project"
+# The environment's real settings: nothing like example.env's.
+REAL_SETTINGS = """\
+PROJECT=demo-real-project
+REGION=asia-northeast1
+FIRESTORE_LOCATION=nam5
+WEBHOOK_MODE=queue
+NOTIFICATION_CHANNELS=projects/demo-real-project/notificationChannels/7
+MAX_DELIVERY_ATTEMPTS=12
+PUBSUB_MAX_DELIVERY_ATTEMPTS=20"""  # no newline at the end, as an editor may leave it
+
+
 def test_steps_in_order_on_one_pinned_image() -> None:
     ids = re.findall(r"^  - id: (\S+)$", CONFIG, flags=re.M)
-    assert ids == ["install", "lint-and-test", "deploy", "smoke-test"]
+    assert ids == ["settings", "install", "lint-and-test", "deploy", "smoke-test"]
     images = re.findall(r"^    name: (\S+)$", CONFIG, flags=re.M)
-    assert images == ["gcr.io/google.com/cloudsdktool/cloud-sdk:528.0.0"] * 4
+    assert images == ["gcr.io/google.com/cloudsdktool/cloud-sdk:528.0.0"] * 5
     assert "./scripts/test" in step_script("lint-and-test")
-    assert "scripts/smoke_test.sh infra/env/cloudbuild.env" in CONFIG
+    assert "      - infra/deploy.sh infra/env/ci.env\n" in CONFIG
+    assert "      - scripts/smoke_test.sh infra/env/ci.env\n" in CONFIG
+    steps = CONFIG[CONFIG.index("\nsteps:") :]
+    assert "example.env" not in steps  # never a fallback
+    substitutions = CONFIG[CONFIG.index("substitutions:") : CONFIG.index("\noptions:")]
+    assert re.findall(r"^  (_\w+): (.*)$", substitutions, flags=re.M) == [
+        ("_PROJECT", "''"),
+        ("_REGION", "''"),
+        ("_ENV_SECRET", "paynow-deploy-env"),
+    ]
+
+
+def settings_of(directory: Path, env_file: Path) -> dict[str, str]:
+    """Every setting as lib.sh resolves it from ``env_file``."""
+    script = (
+        f"source {INFRA / 'lib.sh'}; load_settings {env_file}; "
+        'for k in "${SETTINGS[@]}"; do printf "%s=%s\\n" "$k" "${!k}"; done'
+    )
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def run_settings_step(
+    tmp_path: Path,
+    gcloud_config: Path,
+    substitutions: dict[str, str],
+    secrets: dict[str, str],
+    errors: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The settings step in a copy of the checkout, with Secret Manager holding ``secrets``
+    (and the fake's ``FAKE_GCLOUD_ERRORS``)."""
+    work = tmp_path / "workspace"
+    (work / "infra" / "env").mkdir(parents=True)
+    (work / "infra" / "lib.sh").write_text((INFRA / "lib.sh").read_text())
+    project = project_id()
+    fake = make_fake(tmp_path, gcloud_config, project)
+    fake.state_file.write_text(
+        json.dumps({"secrets": {k: {"versions": [v]} for k, v in secrets.items()}})
+    )
+    if errors:
+        fake.env["FAKE_GCLOUD_ERRORS"] = json.dumps(errors)
+    script = substitute(
+        step_script("settings"),
+        {"_PROJECT": "", "_REGION": "", "_ENV_SECRET": "paynow-deploy-env"}
+        | substitutions
+        | {"PROJECT_ID": project},
+    )
+    result = subprocess.run(
+        ["bash", "-ceu", script],
+        cwd=work,
+        env=fake.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, work / "infra" / "env" / "ci.env"
+
+
+def test_the_settings_come_whole_from_secret_manager(tmp_path: Path, gcloud_config: Path) -> None:
+    result, ci_env = run_settings_step(
+        tmp_path, gcloud_config, {}, {"paynow-deploy-env": REAL_SETTINGS}
+    )
+    assert result.returncode == 0, result.stderr
+    real = tmp_path / "real.env"
+    real.write_text(REAL_SETTINGS)
+    assert settings_of(tmp_path, ci_env) == settings_of(tmp_path, real)
+    assert "deploying to demo-real-project in asia-northeast1" in result.stderr
+
+
+def test_non_empty_substitutions_override_project_and_region_only(
+    tmp_path: Path, gcloud_config: Path
+) -> None:
+    result, ci_env = run_settings_step(
+        tmp_path,
+        gcloud_config,
+        {"_PROJECT": "demo-other-project", "_REGION": "us-central1", "_ENV_SECRET": "stage-env"},
+        {"stage-env": REAL_SETTINGS},
+    )
+    assert result.returncode == 0, result.stderr
+    real = tmp_path / "real.env"
+    real.write_text(REAL_SETTINGS)
+    expected = settings_of(tmp_path, real) | {
+        "PROJECT": "demo-other-project",
+        "REGION": "us-central1",
+        "SCHEDULER_LOCATION": "us-central1",
+    }
+    assert settings_of(tmp_path, ci_env) == expected
 
 
 @pytest.mark.parametrize(
-    ("override", "expected"),
-    [("", "demo-build-project"), ("demo-other-project", "demo-other-project")],
+    "errors",
+    [
+        {},  # no such secret
+        {"secrets versions access": "PERMISSION_DENIED: Permission denied (or it may not exist)."},
+    ],
 )
-def test_deploy_step_writes_the_settings_from_the_substitutions(
-    tmp_path: Path, override: str, expected: str
+def test_without_the_settings_secret_the_build_stops(
+    tmp_path: Path, gcloud_config: Path, errors: dict[str, str]
 ) -> None:
-    (tmp_path / "infra" / "env").mkdir(parents=True)
-    (tmp_path / "infra" / "env" / "example.env").write_text(EXAMPLE_ENV.read_text())
-    # deploy.sh stands in for itself: it only resolves the settings it was given.
-    (tmp_path / "infra" / "deploy.sh").write_text(
-        f'#!/usr/bin/env bash\nsource {INFRA / "lib.sh"}\nload_settings "$1"\n'
-        'printf "%s %s %s\\n" "$PROJECT" "$REGION" "$FIRESTORE_LOCATION"\n'
+    secrets = {"paynow-deploy-env": REAL_SETTINGS} if errors else {}
+    result, ci_env = run_settings_step(tmp_path, gcloud_config, {}, secrets, errors)
+    assert result.returncode == 1
+    assert "cannot read the settings file from Secret Manager: secret paynow-deploy-env" in (
+        result.stderr
     )
-    (tmp_path / "infra" / "deploy.sh").chmod(0o755)
-    script = substitute(
-        step_script("deploy"),
-        {
-            "_PROJECT": override,
-            "_REGION": "asia-northeast1",
-            "_ENV_FILE": "infra/env/example.env",
-            "PROJECT_ID": "demo-build-project",
-        },
+    assert "gcloud secrets versions add paynow-deploy-env" in result.stderr
+    assert "roles/secretmanager.secretAccessor" in result.stderr
+    assert list(ci_env.parent.iterdir()) == []  # no settings file at all, example or other
+
+
+# --- Java before whatever needs it -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("step_id", "needs_java"),
+    [("install", "scripts/bootstrap.sh"), ("lint-and-test", "scripts/test")],
+)
+def test_java_is_installed_before_what_needs_it(
+    tmp_path: Path, step_id: str, needs_java: str
+) -> None:
+    """In an image without Java, the step installs it before the script that requires it."""
+    bin_dir = tmp_path / "bin"  # the whole PATH: no java, no real apt-get
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    java = tmp_path / "java"
+    java.write_text("#!/bin/sh\nexit 0\n")
+    java.chmod(0o755)
+    apt = bin_dir / "apt-get"
+    apt.write_text(
+        "#!/bin/sh\n"
+        f'echo "apt-get $*" >> {shlex.quote(str(log))}\n'
+        'case " $* " in *" default-jre-headless "*) '
+        f"/bin/cp {shlex.quote(str(java))} {shlex.quote(str(bin_dir / 'java'))} ;; esac\n"
     )
+    apt.chmod(0o755)
+    work = tmp_path / "workspace"
+    (work / "scripts").mkdir(parents=True)
+    for name in ("bootstrap.sh", "test"):  # both refuse to run without Java, as bootstrap.sh does
+        stand_in = work / "scripts" / name
+        stand_in.write_text(
+            "#!/bin/sh\n"
+            'command -v java >/dev/null || { echo "error: java is required" >&2; exit 1; }\n'
+            f'echo "{name} ran" >> {shlex.quote(str(log))}\n'
+        )
+        stand_in.chmod(0o755)
+    script = substitute(step_script(step_id), {})
     result = subprocess.run(
-        ["bash", "-ceu", script], cwd=tmp_path, capture_output=True, text=True, check=False
+        ["/bin/bash", "-ceu", script],
+        cwd=work,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{expected} asia-northeast1 eur3\n"
+    lines = log.read_text().splitlines()
+    ran = f"{Path(needs_java).name} ran"
+    assert lines[-1] == ran
+    installs = [i for i, line in enumerate(lines) if "default-jre-headless" in line]
+    assert installs and installs[0] < lines.index(ran)
