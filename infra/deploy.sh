@@ -14,12 +14,28 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 parse_args "$@"
-secret_args=("${ARGS[@]}")
-case "${secret_args[*]}" in
-  '' | --secret-stdin | --secret-file=* | '--secret-file '*) ;;
-  *) die "unexpected argument(s): ${secret_args[*]}" ;;
-esac
+# Every argument is checked here, before any step runs: at most one secret source.
+secret_args=()
+set -- "${ARGS[@]}"
 ARGS=()
+while (($#)); do
+  case $1 in
+    --secret-stdin) secret_args+=("$1") ;;
+    --secret-file)
+      (($# > 1)) || die "--secret-file needs a path"
+      secret_args+=("$1=$2")
+      shift
+      ;;
+    --secret-file=?*) secret_args+=("$1") ;;
+    *) ARGS+=("$1") ;;
+  esac
+  shift
+done
+no_more_args
+((${#secret_args[@]} <= 1)) || die "give the secret once: --secret-stdin or --secret-file PATH"
+if [[ ${secret_args[0]:-} == --secret-file=* && ! -r ${secret_args[0]#--secret-file=} ]]; then
+  die "cannot read the secret file ${secret_args[0]#--secret-file=}"
+fi
 load_settings "$ENV_FILE"
 
 export INFRA_STEP_OF_DEPLOY=1

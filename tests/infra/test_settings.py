@@ -82,3 +82,34 @@ def test_missing_settings_file_and_unknown_arguments_are_refused(
     extra = run_script("infra/deploy.sh", str(EXAMPLE_ENV), "--dry-run", "--force", env=env)
     assert extra.returncode == 1 and "unexpected argument" in extra.stderr
     assert trap_gcloud.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--secret-file=secret.txt", "--force"], "unexpected argument(s): --force"),
+        (["--secret-stdin", "another-file.env"], "unexpected argument(s): another-file.env"),
+        (["--secret-file", "secret.txt", "extra"], "unexpected argument(s): extra"),
+        (["--secret-stdin", "--secret-file=secret.txt"], "give the secret once"),
+        (["--secret-file"], "--secret-file needs a path"),
+        (["--secret-file=no-such-file.txt"], "cannot read the secret file no-such-file.txt"),
+    ],
+)
+def test_deploy_refuses_bad_arguments_before_any_step(
+    tmp_path: Path, trap_gcloud: TrapGcloud, args: list[str], message: str
+) -> None:
+    (tmp_path / "secret.txt").write_text("a-secret\n")
+    args = [a.replace("secret.txt", str(tmp_path / "secret.txt")) for a in args]
+    args = [a.replace("no-such-file.txt", str(tmp_path / "no-such-file.txt")) for a in args]
+    message = message.replace("no-such-file.txt", str(tmp_path / "no-such-file.txt"))
+    result = run_script(
+        "infra/deploy.sh",
+        str(EXAMPLE_ENV),
+        "--dry-run",
+        *args,
+        env=base_env(tmp_path, trap_gcloud.bin),
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "###" not in result.stderr and result.commands() == []  # no step started
+    assert trap_gcloud.calls() == []
