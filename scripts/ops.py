@@ -11,8 +11,9 @@ does not hold (2 for a configuration it cannot run with).
     scripts/paynow-ops event show EVENT_ID
     scripts/paynow-ops user show USER_ID
     scripts/paynow-ops ledger verify [--user USER_ID]
-    scripts/paynow-ops dlq list
+    scripts/paynow-ops dlq list [--page-size N]
     scripts/paynow-ops dlq replay (--event-id ID | --error-code CODE | --all) [--dry-run]
+    scripts/paynow-ops dlq discard (--event-id ID | --error-code CODE | --all) [--dry-run]
     scripts/paynow-ops reconcile
 """
 
@@ -27,7 +28,8 @@ from typing import Any
 
 from scripts.paynow_ops import clients
 from scripts.paynow_ops.clients import Ops, UsageError
-from scripts.paynow_ops.dlq import dlq_list, dlq_replay
+from scripts.paynow_ops.dead_letters import PAGE_SIZE
+from scripts.paynow_ops.dlq import dlq_discard, dlq_list, dlq_replay
 from scripts.paynow_ops.events import event_show, reconcile
 from scripts.paynow_ops.health import STUCK_AFTER_SECONDS, health
 from scripts.paynow_ops.ledger import ledger_verify, user_show
@@ -46,6 +48,42 @@ def _print_table(result: dict[str, Any]) -> None:
                 print("  " + "  ".join(cells))
         else:
             print(f"{key:<26} {value}")
+
+
+def _page_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--page-size",
+        type=_count(1, 1000),
+        default=PAGE_SIZE,
+        metavar="N",
+        help=f"messages per pull (default {PAGE_SIZE})",
+    )
+
+
+def _dlq_selection(p: argparse.ArgumentParser, verb: str) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--event-id", help=f"{verb} this event's messages")
+    which.add_argument("--error-code", help=f"{verb} the messages with this errorCode")
+    which.add_argument("--all", action="store_true", help=f"{verb} every message waiting")
+    p.add_argument(
+        "--dry-run", action="store_true", help=f"say what {verb} would do; change nothing"
+    )
+    _page_size(p)
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,15 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     commands["ledger", "verify"] = ledger_verify
 
     dlq = area.add_parser("dlq").add_subparsers(dest="verb", required=True)
-    dlq.add_parser("list")
+    p = dlq.add_parser("list", help="what waits in the DLQ, by error code (nothing consumed)")
+    _page_size(p)
     commands["dlq", "list"] = dlq_list
-    p = dlq.add_parser("replay")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--event-id")
-    which.add_argument("--error-code")
-    which.add_argument("--all", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
+    p = dlq.add_parser("replay", help="reopen, republish, then acknowledge the chosen messages")
+    _dlq_selection(p, "replay")
     commands["dlq", "replay"] = dlq_replay
+    p = dlq.add_parser("discard", help="acknowledge the chosen messages without a replay")
+    _dlq_selection(p, "discard")
+    commands["dlq", "discard"] = dlq_discard
 
     area.add_parser("reconcile")
     commands["reconcile", None] = reconcile
@@ -104,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             result, ok = webhook_mode(args)
         else:
             command = commands[args.area, getattr(args, "verb", None)]
-            ops = Ops()
+            ops = Ops.connect()
             with contextlib.redirect_stdout(sys.stderr):  # the library's JSON logs stay off stdout
                 result, ok = command(ops, args)
     except (clients.ConfigError, UsageError) as exc:

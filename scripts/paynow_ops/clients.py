@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from paynow import config
 from paynow.adapters import firestore_store, pubsub_publisher
+from paynow.config import Settings
 
-DLQ_SUBSCRIPTION = os.environ.get("PUBSUB_DLQ_SUBSCRIPTION", "paynow-events-dlq-sub")
-PUSH_SUBSCRIPTION = os.environ.get("PUBSUB_PUSH_SUBSCRIPTION", "paynow-events-push")
-PEEK_BATCH = 100
+from scripts.paynow_ops.dead_letters import PAGE_SIZE, DeadLetters
+
 CALL_TIMEOUT_SECONDS = 10.0
 ConfigError = config.ConfigError
 
@@ -19,58 +20,48 @@ class UsageError(Exception):
     """A command line or settings file the CLI cannot run with (exit 2)."""
 
 
+@dataclass
 class Ops:
-    """The clients the commands share, created once."""
+    """The clients the commands share, created once (tests pass their own)."""
 
-    def __init__(self) -> None:
-        self.settings = config.load(target="ops")
-        self.db = firestore_store.client(self.settings.project)
-        self.store = firestore_store.FirestoreEventStore(self.db, self.settings.event_ttl_days)
-        self.publisher = pubsub_publisher.PubSubPublisher(
-            pubsub_publisher.publisher_client(),
-            self.settings.topic_path,
-            self.settings.dlq_topic_path,
-        )
+    settings: Settings
+    db: Any
+    store: firestore_store.FirestoreEventStore
+    publisher: pubsub_publisher.PubSubPublisher
+    subscriber: Any
+    dlq_subscription: str = "paynow-events-dlq-sub"
+    push_subscription: str = "paynow-events-push"
+
+    @classmethod
+    def connect(cls) -> Ops:
+        """Clients for the project and emulators of this environment (ADC on GCP)."""
         from google.cloud import pubsub_v1
 
-        self.subscriber = pubsub_v1.SubscriberClient()
-        self.dlq_path = self.subscriber.subscription_path(self.settings.project, DLQ_SUBSCRIPTION)
+        settings = config.load(target="ops")
+        db = firestore_store.client(settings.project)
+        return cls(
+            settings=settings,
+            db=db,
+            store=firestore_store.FirestoreEventStore(db, settings.event_ttl_days),
+            publisher=pubsub_publisher.PubSubPublisher(
+                pubsub_publisher.publisher_client(), settings.topic_path, settings.dlq_topic_path
+            ),
+            subscriber=pubsub_v1.SubscriberClient(),
+            dlq_subscription=os.environ.get("PUBSUB_DLQ_SUBSCRIPTION") or cls.dlq_subscription,
+            push_subscription=os.environ.get("PUBSUB_PUSH_SUBSCRIPTION") or cls.push_subscription,
+        )
 
-    # --- DLQ -----------------------------------------------------------------
+    def subscription_path(self, name: str) -> str:
+        return f"projects/{self.settings.project}/subscriptions/{name}"
 
-    def peek_dlq(self) -> list[Any]:
-        """Every message in the DLQ subscription, released again at once (nothing consumed)."""
-        seen: dict[str, Any] = {}
-        while True:
-            response = self.subscriber.pull(
-                request={"subscription": self.dlq_path, "max_messages": PEEK_BATCH}, timeout=10
-            )
-            fresh = [m for m in response.received_messages if m.message.message_id not in seen]
-            if response.received_messages:
-                self.subscriber.modify_ack_deadline(
-                    request={
-                        "subscription": self.dlq_path,
-                        "ack_ids": [m.ack_id for m in response.received_messages],
-                        "ack_deadline_seconds": 0,
-                    }
-                )
-            if not fresh:
-                return list(seen.values())
-            seen.update((m.message.message_id, m) for m in fresh)
-
-    def pull_for_replay(self) -> list[Any]:
-        """Pull the DLQ holding the messages (60 s) so replay can ack each after republishing."""
-        held: dict[str, Any] = {}
-        while True:
-            response = self.subscriber.pull(
-                request={"subscription": self.dlq_path, "max_messages": PEEK_BATCH}, timeout=10
-            )
-            fresh = [m for m in response.received_messages if m.message.message_id not in held]
-            if not fresh:
-                return list(held.values())
-            held.update((m.message.message_id, m) for m in fresh)
+    def dead_letters(self, page_size: int = PAGE_SIZE) -> DeadLetters:
+        """A reader of the DLQ subscription; use it in a ``with`` so it releases what it holds."""
+        path = self.subscription_path(self.dlq_subscription)
+        immediate = bool(self.settings.pubsub_emulator_host)
+        return DeadLetters(self.subscriber, path, page_size, immediate=immediate)
 
 
 def problem(exc: BaseException) -> str:
+    """One line naming a failure, short enough for a table cell."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:200]}"

@@ -1,104 +1,200 @@
-"""``dlq list`` and ``dlq replay``: the dead-letter subscription, read and replayed."""
+"""``dlq list``, ``dlq replay`` and ``dlq discard``: the dead-letter subscription's work.
+
+Replay and discard go through the chosen messages page by page (see
+``dead_letters``), deciding for each from its event's status, and acknowledge
+a message only once what it stands for is done: republished, already done, or
+discarded on purpose. Every message gets a row in the summary, so what was
+left, and why, is always said.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from paynow.adapters import documents
-from paynow.domain.errors import InvalidMessage
-from paynow.domain.messages import QueueMessage
-from paynow.service.ports import RECEIVED
+from paynow.service.ports import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
 
-from scripts.paynow_ops.clients import Ops
+from scripts.paynow_ops.clients import Ops, problem
+from scripts.paynow_ops.dead_letters import (
+    DeadLetters,
+    Selection,
+    describe,
+    error_code_of,
+    event_id_of,
+)
 
-
-def _event_id_of(message: Any) -> str | None:
-    """The event a DLQ message is about: the worker's attribute, or the original data."""
-    event_id = message.attributes.get("eventId")
-    if event_id:
-        return str(event_id)
-    try:
-        return QueueMessage.decode(message.data).event_id
-    except InvalidMessage:
-        return None
+REPUBLISH, ACKNOWLEDGE, LEAVE = "republish", "acknowledge", "leave"
 
 
-def _error_code_of(message: Any) -> str:
-    code = message.attributes.get("errorCode")
-    if code:
-        return str(code)
-    if message.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount"):
-        return "pubsub_max_delivery_attempts"
-    return "unknown"
+@dataclass(frozen=True)
+class Plan:
+    """What a replay does with one message, and the words it reports it with."""
+
+    action: str  # republish | acknowledge | leave
+    outcome: str
+    detail: str
+    would: str = ""  # the outcome a dry run reports for an action it does not take
+
+
+def replay_plan(event_id: str | None, status: str | None) -> Plan:
+    """Decide one message's replay from its event's status (``None``: no record)."""
+    if event_id is None:
+        return Plan(
+            LEAVE,
+            "no_event_id",
+            "no readable event id (a body the webhook could not read): nothing to replay; "
+            "dlq discard it once looked at",
+        )
+    if status is None:
+        return Plan(
+            LEAVE,
+            "event_not_found",
+            "no webhookEvents record: nothing to replay (PayNow's retry stores it again); "
+            "dlq discard it",
+        )
+    if status in (PROCESSED, IGNORED):
+        return Plan(
+            ACKNOWLEDGE, "already_done", f"event already {status}: nothing to redo", "would_ack"
+        )
+    if status in (DEAD_LETTERED, RECEIVED):
+        return Plan(
+            REPUBLISH,
+            "republished",
+            f"event {status}: reopened and published again",
+            "would_replay",
+        )
+    return Plan(LEAVE, "unexpected_status", f"event status {status!r}: left for a person")
+
+
+# --- list ----------------------------------------------------------------------------
 
 
 def dlq_list(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
-    messages = [m.message for m in ops.peek_dlq()]
-    by_code = Counter(_error_code_of(m) for m in messages)
+    """What waits in the DLQ, counted by error code; everything is released again."""
+    messages = [m.message for m in ops.dead_letters(args.page_size).peek()]
     return {
         "depth": len(messages),
-        "byErrorCode": dict(by_code),
-        "messages": [
-            {
-                "eventId": _event_id_of(m),
-                "errorCode": _error_code_of(m),
-                "source": m.attributes.get("source", "pubsub"),
-                "attempts": m.attributes.get("attempts")
-                or m.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount"),
-                "publishTime": m.publish_time.isoformat() if m.publish_time else None,
-            }
-            for m in messages
-        ],
+        "byErrorCode": dict(Counter(error_code_of(m) for m in messages)),
+        "messages": [describe(m) for m in messages],
     }, True
 
 
-def dlq_replay(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
-    """Reset, republish with the ordering key, and only then acknowledge the DLQ message."""
-    from tqdm import tqdm
+# --- replay and discard -------------------------------------------------------------
 
-    held = ops.pull_for_replay()
-    chosen = [
-        m
-        for m in held
-        if args.all
-        or (args.event_id and _event_id_of(m.message) == args.event_id)
-        or (args.error_code and _error_code_of(m.message) == args.error_code)
-    ]
-    others = [m.ack_id for m in held if m not in chosen]
-    if others:  # release what this replay does not touch
-        ops.subscriber.modify_ack_deadline(
-            request={"subscription": ops.dlq_path, "ack_ids": others, "ack_deadline_seconds": 0}
-        )
-    results: Counter[str] = Counter()
-    for received in tqdm(chosen, disable=len(chosen) < 20 or args.json, desc="replay"):
-        event_id = _event_id_of(received.message)
-        if event_id is None:
-            results["not_replayable"] += 1
-            continue
+
+def dlq_replay(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """Reopen, republish with the ordering key, and only then acknowledge each chosen message.
+
+    An event already processed or ignored is acknowledged as done; one without a
+    record or a readable id is left (``dlq discard`` removes it). ``--dry-run``
+    reads the event's status and says what the replay would do, changing nothing.
+    """
+
+    def replay(dlq: DeadLetters, message: Any) -> dict[str, Any]:
+        event_id = event_id_of(message)
         if args.dry_run:
-            results["would_replay"] += 1
-            continue
-        status = ops.store.reopen(event_id)
-        if status == RECEIVED:
+            record = ops.store.event_status(event_id) if event_id else None
+            plan = replay_plan(event_id, record.get("status") if record else None)
+            return _row(message, plan, dry_run=True)
+        plan = replay_plan(event_id, ops.store.reopen(event_id) if event_id else None)
+        if plan.action == REPUBLISH and event_id:
             record = ops.store.event_status(event_id) or {}
             ops.publisher.publish(documents.queue_message(event_id, record)).wait()
-            results["republished"] += 1
-        elif status is None:
-            results["not_found"] += 1
-            continue
-        else:
-            results["already_final"] += 1
-        ops.subscriber.acknowledge(
-            request={"subscription": ops.dlq_path, "ack_ids": [received.ack_id]}
+        if plan.action != LEAVE:
+            dlq.ack(message.message_id)
+        return _row(message, plan, dry_run=False)
+
+    return _work_through(ops, args, "replay", replay)
+
+
+def dlq_discard(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """Acknowledge the chosen messages without replaying them (after saying which).
+
+    For what cannot be replayed: no event record, no readable event id, a cause
+    that will not be fixed. Each is named (ids and code, never its data) on
+    stderr before it is acknowledged, and listed in the summary.
+    """
+
+    def discard(dlq: DeadLetters, message: Any) -> dict[str, Any]:
+        plan = Plan(ACKNOWLEDGE, "discarded", "acknowledged without a replay", "would_discard")
+        if args.dry_run:
+            return _row(message, plan, dry_run=True)
+        shown = describe(message)
+        print(
+            f"paynow-ops: discarding DLQ message {shown['messageId']} "
+            f"(event {shown['eventId']}, errorCode {shown['errorCode']})",
+            file=sys.stderr,
+            flush=True,
         )
-    if args.dry_run and chosen:
-        ops.subscriber.modify_ack_deadline(
-            request={
-                "subscription": ops.dlq_path,
-                "ack_ids": [m.ack_id for m in chosen],
-                "ack_deadline_seconds": 0,
-            }
-        )
-    return {"selected": len(chosen), "dryRun": args.dry_run, **results}, True
+        dlq.ack(message.message_id)
+        return _row(message, plan, dry_run=False)
+
+    return _work_through(ops, args, "discard", discard)
+
+
+def _row(message: Any, plan: Plan, *, dry_run: bool) -> dict[str, Any]:
+    acts = plan.action != LEAVE
+    return {
+        "messageId": message.message_id,
+        "eventId": event_id_of(message),
+        "errorCode": error_code_of(message),
+        "outcome": plan.would if dry_run and acts else plan.outcome,
+        "acknowledged": acts and not dry_run,
+        "detail": plan.detail,
+    }
+
+
+def _work_through(
+    ops: Ops,
+    args: argparse.Namespace,
+    verb: str,
+    handle: Callable[[DeadLetters, Any], dict[str, Any]],
+) -> tuple[dict[str, Any], bool]:
+    """Run ``handle`` on every chosen message, each failure caught and reported as its row.
+
+    Exit 1 when a chosen message is left in the DLQ (or, dry, would be), when
+    ``--event-id`` chose nothing, or when reading the DLQ failed part way.
+    """
+    from tqdm import tqdm
+
+    selection = Selection(args.event_id, args.error_code, args.all, datetime.now(UTC))
+    rows: list[dict[str, Any]] = []
+    error = None
+    progress = tqdm(desc=f"dlq {verb}", unit=" messages", disable=args.json, delay=2)
+    try:
+        with ops.dead_letters(args.page_size) as dlq:
+            for page in dlq.pages():
+                for received in page:
+                    if not selection.chooses(received.message):
+                        continue
+                    try:
+                        rows.append(handle(dlq, received.message))
+                    except Exception as exc:
+                        failed = Plan(LEAVE, "failed", f"{problem(exc)}; run it again")
+                        rows.append(_row(received.message, failed, dry_run=False))
+                    progress.update()
+                    dlq.keep_alive()
+    except Exception as exc:
+        error = f"reading the DLQ failed part way: {problem(exc)}"
+    finally:
+        progress.close()
+    done = sum(1 for r in rows if r["acknowledged"] or r["outcome"].startswith("would_"))
+    summary: dict[str, Any] = {
+        "selected": len(rows),
+        "dryRun": args.dry_run,
+        **Counter(r["outcome"] for r in rows),
+        "acknowledged": sum(1 for r in rows if r["acknowledged"]),
+        "left": len(rows) - done,
+        "messages": rows,
+    }
+    if args.event_id and not rows:
+        summary["note"] = f"no DLQ message for event {args.event_id}"
+    if error:
+        summary["error"] = error
+    return summary, error is None and done == len(rows) and not (args.event_id and not rows)

@@ -9,7 +9,7 @@ from typing import Any
 from paynow.service.reconcile import ReconcileService
 
 from scripts.paynow_ops.clients import Ops
-from scripts.paynow_ops.dlq import _event_id_of
+from scripts.paynow_ops.dead_letters import event_id_of
 
 
 def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
@@ -26,7 +26,7 @@ def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool
             .get()
         )
         entry = snap.to_dict() if snap.exists else None
-    in_dlq = any(_event_id_of(m.message) == args.event_id for m in ops.peek_dlq())
+    in_dlq = any(event_id_of(m.message) == args.event_id for m in ops.dead_letters().peek())
     out = {
         "eventId": args.event_id,
         "found": True,

@@ -11,8 +11,6 @@ from paynow.service.ports import RECEIVED
 
 from scripts.paynow_ops.clients import (
     CALL_TIMEOUT_SECONDS,
-    DLQ_SUBSCRIPTION,
-    PUSH_SUBSCRIPTION,
     Ops,
     problem,
 )
@@ -57,7 +55,7 @@ class _Health:
         self.add(f"topic {name}", OK, "exists")
 
     def subscription(self, name: str) -> Any:
-        path = self.ops.subscriber.subscription_path(self.ops.settings.project, name)
+        path = self.ops.subscription_path(name)
         try:
             return self.ops.subscriber.get_subscription(
                 request={"subscription": path}, timeout=CALL_TIMEOUT_SECONDS
@@ -75,7 +73,7 @@ class _Health:
         return problem(exc)
 
     def push(self, sub: Any) -> None:
-        settings, name = self.ops.settings, PUSH_SUBSCRIPTION
+        settings, name = self.ops.settings, self.ops.push_subscription
         endpoint = sub.push_config.push_endpoint
         problems = []
         if sub.topic != settings.topic_path:
@@ -141,7 +139,7 @@ class _Health:
             )
 
     def dlq(self, sub: Any) -> int | None:
-        name, settings = DLQ_SUBSCRIPTION, self.ops.settings
+        name, settings = self.ops.dlq_subscription, self.ops.settings
         problems = []
         if sub.topic != settings.dlq_topic_path:
             problems.append(f"attached to {sub.topic}, not {settings.dlq_topic_path}")
@@ -149,7 +147,7 @@ class _Health:
             problems.append("it pushes; the DLQ subscription must be pulled")
         self.add(f"subscription {name}", FAIL if problems else OK, "; ".join(problems) or "pull")
         try:
-            depth = len(self.ops.peek_dlq())
+            depth = len(self.ops.dead_letters().peek())
         except Exception as exc:
             self.add("dead letters waiting", FAIL, problem(exc))
             return None
@@ -211,10 +209,10 @@ def health(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     firestore_ok = check.firestore()
     check.topic(ops.settings.topic_path)
     check.topic(ops.settings.dlq_topic_path)
-    push = check.subscription(PUSH_SUBSCRIPTION)
+    push = check.subscription(ops.push_subscription)
     if push is not None:
         check.push(push)
-    dlq_sub = check.subscription(DLQ_SUBSCRIPTION)
+    dlq_sub = check.subscription(ops.dlq_subscription)
     depth = check.dlq(dlq_sub) if dlq_sub is not None else None
     oldest = check.oldest_received(args.stuck_after) if firestore_ok else None
     statuses = {c["status"] for c in check.checks}

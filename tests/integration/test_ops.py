@@ -6,15 +6,35 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from paynow.adapters.firestore_store import FirestoreEventStore
+from paynow.domain.events import normalize, parse_envelope
+from paynow.domain.messages import QueueMessage
+
 from scripts import localstack, payloads
+from scripts import ops as cli
+from scripts.paynow_ops.clients import Ops
 from tests.infra.conftest import make_fake
-from tests.integration.conftest import balance, ledger, send, status_of, wait_for
+from tests.integration.conftest import (
+    WORKER_MAX_ATTEMPTS,
+    DeadLetterReader,
+    balance,
+    ledger,
+    send,
+    status_of,
+    wait_for,
+)
+from tests.integration.conftest import event as event_record
 
 
-def ops(stack, *args: str, **extra_env: str) -> tuple[int, Any]:
+def ops_run(stack, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """``paynow-ops --json ARGS`` against the local stack, as an operator runs it."""
     env = {
         **os.environ,
         "GOOGLE_CLOUD_PROJECT": localstack.PROJECT,
@@ -22,7 +42,7 @@ def ops(stack, *args: str, **extra_env: str) -> tuple[int, Any]:
         "PUBSUB_EMULATOR_HOST": stack.emulators.pubsub_host,
         **extra_env,
     }
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "scripts.ops", "--json", *args],
         cwd=localstack.ROOT,
         env=env,
@@ -31,8 +51,27 @@ def ops(stack, *args: str, **extra_env: str) -> tuple[int, Any]:
         timeout=120,
         check=False,
     )
+
+
+def ops(stack, *args: str, **extra_env: str) -> tuple[int, Any]:
+    done = ops_run(stack, *args, **extra_env)
     assert done.returncode in (0, 1), done.stderr
     return done.returncode, json.loads(done.stdout)
+
+
+@pytest.fixture
+def own_dlq(stack) -> Iterator[dict[str, str]]:
+    """The environment of a DLQ subscription only this test reads: what comes after it."""
+    reader = DeadLetterReader(stack.emulators.project)
+    yield {"PUBSUB_DLQ_SUBSCRIPTION": reader.path.rsplit("/", 1)[-1]}
+    reader.close()
+
+
+def _publish_dead_letter(data: bytes, **attributes: str) -> None:
+    """Put a message on the DLQ topic, as the worker or Pub/Sub itself would."""
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(localstack.PROJECT, localstack.DLQ_TOPIC)
+    publisher.publish(topic, data, **attributes).result(timeout=30)
 
 
 def _dead_lettered_order(stack, db, ids) -> str:
@@ -43,7 +82,7 @@ def _dead_lettered_order(stack, db, ids) -> str:
     return str(product)
 
 
-def test_a_bad_catalog_entry_fixed_then_replayed_credits_once(stack, db, ids):
+def test_a_bad_catalog_entry_fixed_then_replayed_twice_credits_once(stack, db, ids, dlq):
     product = _dead_lettered_order(stack, db, ids)
     code, listed = ops(stack, "dlq", "list")
     assert code == 0
@@ -55,46 +94,149 @@ def test_a_bad_catalog_entry_fixed_then_replayed_credits_once(stack, db, ids):
     # The operator fixes the catalog, then replays the event.
     db.collection("pointsCatalog").document(product).set({"points": 40})
     code, replay = ops(stack, "dlq", "replay", "--event-id", ids("evt"))
-    assert code == 0 and replay["republished"] >= 1
+    assert code == 0 and replay["republished"] == 1 and replay["acknowledged"] == 1
     wait_for(lambda: status_of(db, ids("evt")) == "processed")
     assert balance(db, ids("user")) == 80
-    # Replaying again (the message is gone; a second copy would be 'already final') credits nothing.
-    _, again = ops(stack, "dlq", "replay", "--event-id", ids("evt"))
-    assert again.get("republished", 0) == 0
+    # The same dead letter arrives again (a duplicate publish): its replay is a no-op, acked.
+    (letter,) = dlq.for_event(ids("evt"))
+    _publish_dead_letter(letter.data, **dict(letter.attributes))
+    code, again = ops(stack, "dlq", "replay", "--event-id", ids("evt"))
+    assert code == 0 and (again["selected"], again["already_done"]) == (1, 1), again
+    assert "nothing to redo" in again["messages"][0]["detail"]
     assert balance(db, ids("user")) == 80
     assert list(ledger(db, ids("user"))) == [ids("evt")]
     code, shown = ops(stack, "event", "show", ids("evt"))
     assert shown["status"] == "processed" and shown["ledgerDelta"] == 80
     assert shown["inDeadLetterQueue"] is False
+    # Nothing of it is left to replay: asking for it again says so, with exit 1.
+    code, none = ops(stack, "dlq", "replay", "--event-id", ids("evt"))
+    assert code == 1 and none["selected"] == 0
 
 
-def test_replay_interrupted_between_publish_and_ack_loses_nothing(stack, db, ids):
+def test_replay_interrupted_between_publish_and_ack_loses_nothing(
+    stack, db, ids, own_dlq, monkeypatch, mocker, capsys
+):
+    """The CLI's own path, in this process: the ack after a successful publish fails once."""
     product = _dead_lettered_order(stack, db, ids)
     db.collection("pointsCatalog").document(product).set({"points": 5})
-    # The first replay "crashes" after publishing: simulate with --dry-run's release, then a
-    # by-hand reopen + publish and no ack, exactly what a crash after publish leaves behind.
-    ops(stack, "dlq", "replay", "--event-id", ids("evt"), "--dry-run")
-    from scripts.paynow_ops.clients import Ops
+    monkeypatch.setenv("PUBSUB_DLQ_SUBSCRIPTION", own_dlq["PUBSUB_DLQ_SUBSCRIPTION"])
+    connected = Ops.connect()
+    acknowledge = connected.subscriber.acknowledge
+    calls: list[object] = []
 
-    saved = dict(os.environ)
-    try:
-        os.environ["GOOGLE_CLOUD_PROJECT"] = localstack.PROJECT
-        half = Ops()
-        assert half.store.reopen(ids("evt")) == "received"
-        from paynow.domain.messages import QueueMessage
+    def lost_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise gexc.ServiceUnavailable("connection lost after the publish")
+        return acknowledge(*args, **kwargs)
 
-        half.publisher.publish(
-            QueueMessage(ids("evt"), "ON_ORDER_COMPLETED", ids("cust"), ids("user"))
-        ).wait()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    wait_for(lambda: status_of(db, ids("evt")) == "processed")
+    mocker.patch.object(connected.subscriber, "acknowledge", side_effect=lost_once)
+    mocker.patch.object(Ops, "connect", return_value=connected)
+    code = cli.main(["--json", "dlq", "replay", "--event-id", ids("evt")])
+    first = json.loads(capsys.readouterr().out)
+    assert code == 1 and (first["selected"], first["failed"], first["acknowledged"]) == (1, 1, 0)
+    assert "connection lost" in first["messages"][0]["detail"]
+    wait_for(lambda: status_of(db, ids("evt")) == "processed")  # the publish went out
+    assert balance(db, ids("user")) == 10
     # The DLQ message is still there; replaying it now acks it without crediting again.
-    code, replay = ops(stack, "dlq", "replay", "--event-id", ids("evt"))
-    assert code == 0 and replay["already_final"] == 1
+    code = cli.main(["--json", "dlq", "replay", "--event-id", ids("evt")])
+    second = json.loads(capsys.readouterr().out)
+    assert code == 0 and second["already_done"] == 1 and second["acknowledged"] == 1
     assert balance(db, ids("user")) == 10
     assert len(ledger(db, ids("user"))) == 1
+    _, listed = ops(stack, "dlq", "list", **own_dlq)
+    assert listed["depth"] == 0
+
+
+def test_a_message_pubsub_dead_lettered_itself_is_replayed_with_fresh_attempts(
+    stack, db, ids, own_dlq
+):
+    """Pub/Sub gave up on it: the record is still received, the message has no errorCode."""
+    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)])
+    event = normalize(parse_envelope(payloads.encode(doc)), "user_id")
+    store = FirestoreEventStore(db, ttl_days=1)
+    assert store.record_received(event, "queue") is None
+    for _ in range(WORKER_MAX_ATTEMPTS - 1):
+        store.record_failure(
+            ids("evt"), "unavailable", "Firestore unavailable (ServiceUnavailable)"
+        )
+    original = QueueMessage.for_event(event)
+    _publish_dead_letter(
+        original.data(),
+        **original.attributes(),
+        CloudPubSubDeadLetterSourceDeliveryCount="16",
+        CloudPubSubDeadLetterSourceSubscription="paynow-events-push",
+        CloudPubSubDeadLetterSourceSubscriptionProject=localstack.PROJECT,
+    )
+    _, listed = ops(stack, "dlq", "list", **own_dlq)
+    (mine,) = listed["messages"]
+    assert (mine["eventId"], mine["errorCode"], mine["source"], mine["attempts"]) == (
+        ids("evt"),
+        "pubsub_max_delivery_attempts",
+        "pubsub",
+        "16",
+    )
+    code, replay = ops(stack, "dlq", "replay", "--event-id", ids("evt"), **own_dlq)
+    assert code == 0 and replay["republished"] == 1, replay
+    wait_for(lambda: status_of(db, ids("evt")) == "processed")
+    assert balance(db, ids("user")) == 100
+    record = event_record(db, ids("evt"))
+    assert (record["attempts"], record["lastError"]) == (0, None)
+    _, listed = ops(stack, "dlq", "list", **own_dlq)
+    assert listed["depth"] == 0
+
+
+def test_replay_and_discard_by_error_code_and_all(stack, db, ids, own_dlq):
+    product = _dead_lettered_order(stack, db, ids)
+    gone = QueueMessage(ids("gone"), "ON_ORDER_COMPLETED", ids("cust"))
+    _publish_dead_letter(
+        gone.data(), **gone.attributes(), errorCode="event_not_found", source="worker"
+    )
+    raw = payloads.encode({"event_type": "ON_ORDER_COMPLETED", "body": {"email": "al@example.com"}})
+    _publish_dead_letter(raw, errorCode="invalid_payload", source="webhook", attempts="1")
+    code, dry = ops(
+        stack, "dlq", "replay", "--error-code", "unknown_product", "--dry-run", **own_dlq
+    )
+    assert code == 0 and (dry["selected"], dry["would_replay"]) == (1, 1)
+    db.collection("pointsCatalog").document(product).set({"points": 7})
+    code, replay = ops(stack, "dlq", "replay", "--error-code", "unknown_product", **own_dlq)
+    assert code == 0 and replay["republished"] == 1
+    wait_for(lambda: status_of(db, ids("evt")) == "processed")
+    assert balance(db, ids("user")) == 14
+    # What is left cannot be replayed: --all says so per message, acks none, exits 1.
+    code, rest = ops(stack, "dlq", "replay", "--all", **own_dlq)
+    assert code == 1 and (rest["selected"], rest["left"], rest["acknowledged"]) == (2, 2, 0)
+    outcomes = {r["eventId"]: r["outcome"] for r in rest["messages"]}
+    assert outcomes == {ids("gone"): "event_not_found", None: "no_event_id"}
+    code, dry = ops(stack, "dlq", "discard", "--all", "--dry-run", **own_dlq)
+    assert code == 0 and dry["would_discard"] == 2
+    _, listed = ops(stack, "dlq", "list", **own_dlq)
+    assert listed["depth"] == 2
+    done = ops_run(stack, "dlq", "discard", "--all", **own_dlq)
+    assert done.returncode == 0 and json.loads(done.stdout)["discarded"] == 2
+    assert f"event {ids('gone')}, errorCode event_not_found" in done.stderr
+    assert "al@example.com" not in done.stdout + done.stderr
+    _, listed = ops(stack, "dlq", "list", **own_dlq)
+    assert listed["depth"] == 0
+
+
+def test_dlq_list_counts_more_than_a_page_and_consumes_nothing(stack, ids, own_dlq):
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(localstack.PROJECT, localstack.DLQ_TOPIC)
+    sent = [
+        publisher.publish(topic, b"{}", eventId=f"{ids('gone')}-{n}", errorCode="event_not_found")
+        for n in range(150)
+    ]
+    for future in sent:
+        future.result(timeout=30)
+    code, first = ops(stack, "dlq", "list", **own_dlq)  # pages of 100
+    assert code == 0 and first["depth"] == 150
+    code, again = ops(stack, "dlq", "list", "--page-size", "20", **own_dlq)
+    assert again["depth"] == 150 and again["byErrorCode"] == {"event_not_found": 150}
+    code, gone = ops(stack, "dlq", "discard", "--all", "--page-size", "20", **own_dlq)
+    assert code == 0 and gone["discarded"] == 150
+    _, listed = ops(stack, "dlq", "list", **own_dlq)
+    assert listed["depth"] == 0
 
 
 def test_ledger_verify_catches_a_balance_corrupted_by_hand(stack, db, ids):
