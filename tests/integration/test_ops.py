@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
+from google.cloud import firestore, pubsub_v1
 from paynow.adapters.firestore_store import FirestoreEventStore
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
@@ -243,15 +243,51 @@ def test_ledger_verify_catches_a_balance_corrupted_by_hand(stack, db, ids):
     doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)])
     assert send(stack.webhook_sync, doc).json()["status"] == "processed"
     code, verdict = ops(stack, "ledger", "verify", "--user", ids("user"))
-    assert code == 0 and verdict["ok"] is True
+    assert code == 0 and verdict["ok"] is True and verdict["entriesChecked"] == 1
+    code, everyone = ops(stack, "ledger", "verify")
+    assert code == 0 and everyone["ok"] is True, everyone
+    assert everyone["usersChecked"] >= 1
     code, shown = ops(stack, "user", "show", ids("user"))
     assert code == 0 and shown["balance"] == 100 and shown["consistent"] is True
-    db.collection("users").document(ids("user")).update({"points": 1_000_000})
+    user = db.collection("users").document(ids("user"))
+    user.update({"points": 1_000_000})
     code, verdict = ops(stack, "ledger", "verify", "--user", ids("user"))
     assert code == 1 and verdict["mismatched"][0]["balance"] == 1_000_000
+    code, everyone = ops(stack, "ledger", "verify")
+    assert code == 1 and [m["userId"] for m in everyone["mismatched"]] == [ids("user")]
     code, shown = ops(stack, "user", "show", ids("user"))
     assert code == 1 and shown["consistent"] is False
-    db.collection("users").document(ids("user")).update({"points": 100})  # leave it consistent
+    user.update({"points": 100})  # leave it consistent
+
+
+def test_ledger_verify_catches_a_deleted_balance_and_unreadable_fields(stack, db, ids):
+    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)])
+    assert send(stack.webhook_sync, doc).json()["status"] == "processed"
+    user = db.collection("users").document(ids("user"))
+    kept = user.get().to_dict()
+    user.delete()  # the balance document goes; its ledger stays
+    code, everyone = ops(stack, "ledger", "verify")
+    assert code == 1
+    assert [(m["userId"], m["balance"], m["ledgerSum"]) for m in everyone["mismatched"]] == [
+        (ids("user"), None, 100)
+    ]
+    code, shown = ops(stack, "user", "show", ids("user"))
+    assert code == 1 and (shown["found"], shown["balance"], shown["ledgerSum"]) == (True, None, 100)
+    user.set(kept)
+    entry = user.collection("pointsLedger").document(ids("evt"))
+    entry.update({"delta": "100"})
+    user.update({"points": firestore.DELETE_FIELD})
+    code, verdict = ops(stack, "ledger", "verify", "--user", ids("user"))
+    assert code == 1 and sorted(i["problem"] for i in verdict["invalidFields"]) == [
+        "delta is not an integer: str '100'",
+        "no points field",
+    ]
+    code, shown = ops(stack, "user", "show", ids("user"))
+    assert code == 1 and shown["consistent"] is False and len(shown["problems"]) == 2
+    entry.update({"delta": 100})  # leave it consistent
+    user.set(kept)
+    code, _ = ops(stack, "ledger", "verify")
+    assert code == 0
 
 
 def test_reconcile_and_unknown_event_commands(stack, ids):
