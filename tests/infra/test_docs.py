@@ -1,14 +1,25 @@
-"""docs/cloud-setup.md against the scripts: the prerequisites they need, every step
-deploy.sh runs, every grant iam.sh makes (with its reason), and how the build runs."""
+"""The operator docs against what they describe.
+
+docs/cloud-setup.md against the scripts: the prerequisites they need, every step deploy.sh
+runs, every grant iam.sh makes (with its reason), and how the build runs.
+docs/architecture.md against the code: every error code and collection, links that lead
+somewhere, and a place in README's table of documents.
+"""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from paynow.adapters import firestore_store
+from paynow.domain import errors
 
 from tests.infra.conftest import INFRA, ROOT
 from tests.infra.test_plan import AGENT, EXPECTED_GRANTS, SA
 
-SETUP = (ROOT / "docs" / "cloud-setup.md").read_text()
+DOCS = ROOT / "docs"
+SETUP = (DOCS / "cloud-setup.md").read_text()
+ARCHITECTURE = (DOCS / "architecture.md").read_text()
 
 
 def section(title_start: str) -> str:
@@ -107,3 +118,48 @@ def test_the_build_runs_as_the_deployer_with_its_settings_secret() -> None:
         "gcloud secrets add-iam-policy-binding paynow-deploy-env --project=PROJECT \\\n"
         '  --member="serviceAccount:$DEPLOYER" --role=roles/secretmanager.secretAccessor'
     ) in build
+
+
+# --- docs/architecture.md ------------------------------------------------------------------
+
+
+def _codes(cls: type[errors.PipelineError]) -> set[str]:
+    found = {cls.code}
+    for sub in cls.__subclasses__():
+        found |= _codes(sub)
+    return found
+
+
+def test_architecture_names_every_error_code_and_collection() -> None:
+    codes = _codes(errors.PipelineError) - {"internal"}
+    assert {"no_user_id", "invalid_signature", "awaiting_earlier_event"} <= codes
+    assert sorted(c for c in codes if f"`{c}`" not in ARCHITECTURE) == []
+    source = Path(firestore_store.__file__).read_text()
+    collections = {
+        getattr(firestore_store, name) for name in re.findall(r"\.collection\((\w+)\)", source)
+    }
+    assert {"webhookEvents", "pointsLedger", "rejectedPayloads"} <= collections
+    assert sorted(c for c in collections if not re.search(rf"`(\S*/)?{c}/", ARCHITECTURE)) == []
+    for word in ("received", "processed", "ignored", "dead_lettered", "sync", "queue"):
+        assert word in ARCHITECTURE
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_architecture_links_lead_somewhere_and_readme_lists_it() -> None:
+    links = re.findall(r"\]\(([^)]+)\)", ARCHITECTURE)
+    assert {"cloud-setup.md", "runbook.md", "operations.md", "queue-contract.md"} <= {
+        link.split("#")[0] for link in links
+    }
+    for link in links:
+        path, _, anchor = link.partition("#")
+        target = (DOCS / path).resolve()
+        assert target.is_file(), link
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", Path(target).read_text(), flags=re.M)
+            assert anchor in {_anchor(h) for h in headings}, link
+    readme = (ROOT / "README.md").read_text()
+    assert "| [docs/architecture.md](docs/architecture.md) |" in readme
