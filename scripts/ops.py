@@ -3,14 +3,17 @@
 It reads the project and emulator hosts from the same variables as the
 functions (GOOGLE_CLOUD_PROJECT, FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST,
 PUBSUB_TOPIC, PUBSUB_DLQ_TOPIC), uses application default credentials on
-GCP, prints tables (``--json`` for scripts) and exits 1 when what it checks
-does not hold (2 for a configuration it cannot run with).
+GCP, prints tables (``--json``, before or after the command, for scripts) and
+exits 1 when what it checks does not hold, 2 when it cannot run (a bad
+configuration or argument, an unexpected error: one line, never a traceback).
 
     scripts/paynow-ops health [--strict] [--stuck-after SECONDS]
     scripts/paynow-ops mode [--env-file infra/env/ENV.env]
     scripts/paynow-ops event show EVENT_ID
     scripts/paynow-ops user show USER_ID
     scripts/paynow-ops ledger verify [--user USER_ID]
+    scripts/paynow-ops catalog show [PRODUCT]
+    scripts/paynow-ops catalog set PRODUCT POINTS [--dry-run]
     scripts/paynow-ops dlq list [--page-size N]
     scripts/paynow-ops dlq replay (--event-id ID | --error-code CODE | --all) [--dry-run]
     scripts/paynow-ops dlq discard (--event-id ID | --error-code CODE | --all) [--dry-run]
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scripts.paynow_ops import clients
+from scripts.paynow_ops.catalog import catalog_set, catalog_show
 from scripts.paynow_ops.clients import Ops, UsageError
 from scripts.paynow_ops.dead_letters import PAGE_SIZE
 from scripts.paynow_ops.dlq import dlq_discard, dlq_list, dlq_replay
@@ -34,6 +38,8 @@ from scripts.paynow_ops.events import event_show, reconcile
 from scripts.paynow_ops.health import STUCK_AFTER_SECONDS, health
 from scripts.paynow_ops.ledger import ledger_verify, user_show
 from scripts.paynow_ops.mode import webhook_mode
+
+Command = Callable[[Ops, argparse.Namespace], tuple[dict[str, Any], bool]]
 
 
 def _print_table(result: dict[str, Any]) -> None:
@@ -86,43 +92,61 @@ def _count(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Command]]:
+    """The command line, and the function behind each (area, verb)."""
     parser = argparse.ArgumentParser(prog="paynow-ops", description="Operate the PayNow pipeline.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    # Every command takes --json after its name too; SUPPRESS keeps the one given first.
+    late = argparse.ArgumentParser(add_help=False)
+    late.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     area = parser.add_subparsers(dest="area", required=True)
-    commands: dict[tuple[str, str | None], Callable[[Ops, argparse.Namespace], Any]] = {}
+    commands: dict[tuple[str, str | None], Command] = {}
 
-    event = area.add_parser("event").add_subparsers(dest="verb", required=True)
-    p = event.add_parser("show")
+    def command(
+        parent: Any, name: str, run: Command | None, key: tuple[str, str | None], **kw: Any
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, parents=[late], **kw)
+        if run is not None:
+            commands[key] = run
+        return p
+
+    def verbs(name: str, help_text: str) -> Any:
+        return area.add_parser(name, help=help_text).add_subparsers(dest="verb", required=True)
+
+    event = verbs("event", "one event's state")
+    p = command(event, "show", event_show, ("event", "show"), help="status, ledger, DLQ")
     p.add_argument("event_id")
-    commands["event", "show"] = event_show
 
-    user = area.add_parser("user").add_subparsers(dest="verb", required=True)
-    p = user.add_parser("show")
+    user = verbs("user", "one user's balance")
+    p = command(user, "show", user_show, ("user", "show"), help="balance, ledger, consistency")
     p.add_argument("user_id")
-    p.add_argument("--limit", type=int, default=20)
-    commands["user", "show"] = user_show
+    p.add_argument("--limit", type=_count(1, 1000), default=20, help="ledger entries shown")
 
-    ledger = area.add_parser("ledger").add_subparsers(dest="verb", required=True)
-    p = ledger.add_parser("verify")
-    p.add_argument("--user")
-    commands["ledger", "verify"] = ledger_verify
+    ledger = verbs("ledger", "balances against ledgers")
+    p = command(ledger, "verify", ledger_verify, ("ledger", "verify"), help="every user, or one")
+    p.add_argument("--user", help="only this user (its own ledger)")
 
-    dlq = area.add_parser("dlq").add_subparsers(dest="verb", required=True)
-    p = dlq.add_parser("list", help="what waits in the DLQ, by error code (nothing consumed)")
+    catalog = verbs("catalog", "points per product (pointsCatalog)")
+    p = command(catalog, "show", catalog_show, ("catalog", "show"), help="one product, or all")
+    p.add_argument("product", nargs="?", help="a product id (default: the whole catalog)")
+    p = command(catalog, "set", catalog_set, ("catalog", "set"), help="set a product's points")
+    p.add_argument("product")
+    p.add_argument("points", type=_count(0, 2**63 - 1), help="points per unit (an integer >= 0)")
+    p.add_argument("--dry-run", action="store_true", help="say what it would write, write nothing")
+
+    dlq = verbs("dlq", "the dead-letter subscription")
+    p = command(dlq, "list", dlq_list, ("dlq", "list"), help="by error code, nothing consumed")
     _page_size(p)
-    commands["dlq", "list"] = dlq_list
-    p = dlq.add_parser("replay", help="reopen, republish, then acknowledge the chosen messages")
+    p = command(dlq, "replay", dlq_replay, ("dlq", "replay"), help="reopen, republish, then ack")
     _dlq_selection(p, "replay")
-    commands["dlq", "replay"] = dlq_replay
-    p = dlq.add_parser("discard", help="acknowledge the chosen messages without a replay")
+    p = command(dlq, "discard", dlq_discard, ("dlq", "discard"), help="ack without a replay")
     _dlq_selection(p, "discard")
-    commands["dlq", "discard"] = dlq_discard
 
-    area.add_parser("reconcile")
-    commands["reconcile", None] = reconcile
+    command(area, "reconcile", reconcile, ("reconcile", None), help="one reconcile pass now")
 
-    p = area.add_parser("health", help="check Firestore, topics, subscriptions, DLQ, stuck events")
+    p = command(
+        area, "health", health, ("health", None), help="Firestore, Pub/Sub, DLQ, stuck events"
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.add_argument(
         "--stuck-after",
@@ -131,28 +155,41 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help=f"a received event older than this is stuck (default {STUCK_AFTER_SECONDS})",
     )
-    commands["health", None] = health
 
-    p = area.add_parser("mode", help="the webhook's WEBHOOK_MODE and how to switch it")
+    p = command(area, "mode", None, ("mode", None), help="WEBHOOK_MODE and how to switch it")
     p.add_argument("--env-file", help="infra settings file: read the deployed webhook's mode")
+    return parser, commands
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command: exit 0 when what it checks holds, 1 when not, 2 when it cannot run."""
+    parser, commands = _parser()
     args = parser.parse_args(argv)
     try:
         if args.area == "mode":  # no Firestore or Pub/Sub client needed
             result, ok = webhook_mode(args)
         else:
-            command = commands[args.area, getattr(args, "verb", None)]
+            run = commands[args.area, getattr(args, "verb", None)]
             ops = Ops.connect()
             with contextlib.redirect_stdout(sys.stderr):  # the library's JSON logs stay off stdout
-                result, ok = command(ops, args)
+                result, ok = run(ops, args)
     except (clients.ConfigError, UsageError) as exc:
-        print(f"paynow-ops: {exc}", file=sys.stderr)
-        return 2
+        return _cannot_run(args, str(exc))
+    except Exception as exc:
+        return _cannot_run(args, f"unexpected error: {clients.problem(exc)}")
     if args.json:
         print(json.dumps(result, default=str, indent=2))
     else:
         _print_table(result)
     return 0 if ok else 1
+
+
+def _cannot_run(args: argparse.Namespace, error: str) -> int:
+    """One line on stderr (and, with --json, ``{"ok": false, "error": ...}`` on stdout); 2."""
+    print(f"paynow-ops: {error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"ok": False, "error": error}))
+    return 2
 
 
 if __name__ == "__main__":

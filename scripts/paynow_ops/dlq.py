@@ -159,7 +159,8 @@ def _work_through(
     """Run ``handle`` on every chosen message, each failure caught and reported as its row.
 
     Exit 1 when a chosen message is left in the DLQ (or, dry, would be), when
-    ``--event-id`` chose nothing, or when reading the DLQ failed part way.
+    ``--event-id`` chose nothing, or when reading the DLQ failed or was interrupted
+    part way; the summary of what was done is returned in every case.
     """
     from tqdm import tqdm
 
@@ -180,6 +181,8 @@ def _work_through(
                         rows.append(_row(received.message, failed, dry_run=False))
                     progress.update()
                     dlq.keep_alive()
+    except KeyboardInterrupt:
+        error = "interrupted: the messages not reached are still in the DLQ"
     except Exception as exc:
         error = f"reading the DLQ failed part way: {problem(exc)}"
     finally:

@@ -91,8 +91,17 @@ def test_a_bad_catalog_entry_fixed_then_replayed_twice_credits_once(stack, db, i
     assert listed["byErrorCode"]["unknown_product"] >= 1
     code, shown = ops(stack, "event", "show", ids("evt"))
     assert shown["status"] == "dead_lettered" and shown["inDeadLetterQueue"] is True
-    # The operator fixes the catalog, then replays the event.
-    db.collection("pointsCatalog").document(product).set({"points": 40})
+    # The operator fixes the catalog with the CLI, then replays the event.
+    code, entry = ops(stack, "catalog", "show", product)
+    assert code == 1 and entry["points"] is None
+    code, dry = ops(stack, "catalog", "set", product, "40", "--dry-run")
+    assert code == 0 and dry["changed"] is False and ops(stack, "catalog", "show", product)[0] == 1
+    code, done = ops(stack, "catalog", "set", product, "40")
+    assert code == 0 and (done["before"], done["after"]) == (None, 40)
+    code, entry = ops(stack, "catalog", "show", product)
+    assert code == 0 and entry == {"productId": product, "points": 40, "problem": None}
+    code, whole = ops(stack, "catalog", "show")
+    assert {"productId": product, "points": 40, "problem": None} in whole["entries"]
     code, replay = ops(stack, "dlq", "replay", "--event-id", ids("evt"))
     assert code == 0 and replay["republished"] == 1 and replay["acknowledged"] == 1
     wait_for(lambda: status_of(db, ids("evt")) == "processed")

@@ -325,3 +325,14 @@ def test_discard_names_each_message_before_acknowledging_it_and_never_its_body(m
     assert "alice@example.com" not in done.out + done.err + dry.out + dry.err
     assert list(subscription.waiting) == ["1"]
     ops.store.reopen.assert_not_called()
+
+
+def test_an_interrupted_replay_still_reports_what_it_did(mocker, capsys):
+    subscription = FakeSubscription([message(n) for n in range(3)])
+    ops = make_ops(mocker, subscription)
+    pending = mocker.MagicMock()
+    pending.wait.side_effect = [None, KeyboardInterrupt()]
+    ops.publisher.publish.return_value = pending
+    code, replay = run(ops, mocker, capsys, "dlq", "replay", "--all")
+    assert code == 1 and replay["republished"] == 1 and "interrupted" in replay["error"]
+    assert len(subscription.waiting) == 2 and subscription.held() == 0  # the rest released
