@@ -60,13 +60,16 @@ def replay_plan(event_id: str | None, status: str | None) -> Plan:
         )
     if status in (PROCESSED, IGNORED):
         return Plan(
-            ACKNOWLEDGE, "already_done", f"event already {status}: nothing to redo", "would_ack"
+            ACKNOWLEDGE,
+            "already_done",
+            f"event already {status}: nothing to redo, acknowledge",
+            "would_ack",
         )
     if status in (DEAD_LETTERED, RECEIVED):
         return Plan(
             REPUBLISH,
             "republished",
-            f"event {status}: reopened and published again",
+            f"event {status}: reopen, publish again, acknowledge",
             "would_replay",
         )
     return Plan(LEAVE, "unexpected_status", f"event status {status!r}: left for a person")
@@ -122,7 +125,7 @@ def dlq_discard(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], boo
     """
 
     def discard(dlq: DeadLetters, message: Any) -> dict[str, Any]:
-        plan = Plan(ACKNOWLEDGE, "discarded", "acknowledged without a replay", "would_discard")
+        plan = Plan(ACKNOWLEDGE, "discarded", "acknowledge without a replay", "would_discard")
         if args.dry_run:
             return _row(message, plan, dry_run=True)
         shown = describe(message)

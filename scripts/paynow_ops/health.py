@@ -156,7 +156,7 @@ class _Health:
             OK if depth == 0 else WARN,
             "none"
             if depth == 0
-            else f"{depth}: scripts/paynow-ops dlq list, fix the cause, dlq replay",
+            else f"{depth}: scripts/paynow-ops dlq list, fix the cause, dlq replay (or discard)",
         )
         return depth
 
