@@ -58,9 +58,11 @@ PUBSUB_MAX_DELIVERY_ATTEMPTS=20"""  # no newline at the end, as an editor may le
 
 def test_steps_in_order_on_one_pinned_image() -> None:
     ids = re.findall(r"^  - id: (\S+)$", CONFIG, flags=re.M)
-    assert ids == ["settings", "install", "lint-and-test", "deploy", "smoke-test"]
+    assert ids == ["settings", "install", "audit", "lint-and-test", "deploy", "smoke-test"]
     images = re.findall(r"^    name: (\S+)$", CONFIG, flags=re.M)
-    assert images == ["gcr.io/google.com/cloudsdktool/cloud-sdk:528.0.0"] * 5
+    assert images == ["gcr.io/google.com/cloudsdktool/cloud-sdk:528.0.0"] * 6
+    audit = step_script("audit")
+    assert "pip-audit --strict --no-deps" in audit and "-r functions/requirements.txt" in audit
     assert "./scripts/test" in step_script("lint-and-test")
     assert "      - infra/deploy.sh infra/env/ci.env\n" in CONFIG
     assert "      - scripts/smoke_test.sh infra/env/ci.env\n" in CONFIG
