@@ -177,12 +177,13 @@ class Selection:
     everything: bool
     started: datetime
 
-    def chooses(self, message: Any) -> bool:
-        published = message.publish_time
-        if isinstance(published, datetime) and published > self.started:
-            return False
+    def matches(self, message: Any) -> bool:
         return (
             self.everything
             or (self.event_id is not None and event_id_of(message) == self.event_id)
             or (self.error_code is not None and error_code_of(message) == self.error_code)
         )
+
+    def arrived_during_run(self, message: Any) -> bool:
+        published = message.publish_time
+        return isinstance(published, datetime) and published > self.started

@@ -169,13 +169,16 @@ def _work_through(
 
     selection = Selection(args.event_id, args.error_code, args.all, datetime.now(UTC))
     rows: list[dict[str, Any]] = []
-    error = None
+    error, later = None, 0
     progress = tqdm(desc=f"dlq {verb}", unit=" messages", disable=args.json, delay=2)
     try:
         with ops.dead_letters(args.page_size) as dlq:
             for page in dlq.pages():
                 for received in page:
-                    if not selection.chooses(received.message):
+                    if not selection.matches(received.message):
+                        continue
+                    if selection.arrived_during_run(received.message):
+                        later += 1
                         continue
                     try:
                         rows.append(handle(dlq, received.message))
@@ -199,6 +202,8 @@ def _work_through(
         "left": len(rows) - done,
         "messages": rows,
     }
+    if later:
+        summary["arrivedDuringRun"] = later  # left for the next run (maybe this run's own)
     if args.event_id and not rows:
         summary["note"] = f"no DLQ message for event {args.event_id}"
     if error:

@@ -302,7 +302,7 @@ def test_messages_dead_lettered_during_the_run_are_not_chased(mocker, capsys):
     subscription.waiting["2"].publish_time = later
     ops = make_ops(mocker, subscription)
     code, replay = run(ops, mocker, capsys, "dlq", "replay", "--all")
-    assert code == 0 and replay["selected"] == 1
+    assert code == 0 and replay["selected"] == 1 and replay["arrivedDuringRun"] == 1
     assert list(subscription.waiting) == ["2"]
 
 
