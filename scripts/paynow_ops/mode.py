@@ -90,14 +90,11 @@ def _deployed_mode(env_file: Path) -> tuple[dict[str, Any], bool]:
         mode = "sync"
     out["switchCommand"] = f"infra/set-mode.sh {env_file} {_other(mode)}"
     out["rollbackCommand"] = f"infra/set-mode.sh {env_file} sync"
-    if out["matchesSettingsFile"]:
-        out["note"] = f"{env_file} says {file_mode} too; after switching, set it there as well"
-    else:
-        out["note"] = (
-            f"{env_file} says WEBHOOK_MODE={file_mode}: the next infra/deploy.sh that changes "
-            f"the webhook switches it back; set WEBHOOK_MODE={mode} there to keep it"
-        )
-    return out, "error" not in out and bool(out["matchesSettingsFile"])
+    out["note"] = (
+        f"{env_file} says WEBHOOK_MODE={file_mode}, which only a first deploy uses: "
+        "infra/deploy.sh keeps the live mode, infra/set-mode.sh changes it"
+    )
+    return out, "error" not in out
 
 
 def _local_mode() -> tuple[dict[str, Any], bool]:
@@ -119,8 +116,8 @@ def _local_mode() -> tuple[dict[str, Any], bool]:
 
 def webhook_mode(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     """WEBHOOK_MODE of the deployed webhook (``--env-file``: its Cloud Run service, read with
-    gcloud) or of this shell, and the command that switches it. Exit 1 when the deployed
-    mode differs from the settings file's (the next deploy would switch it back)."""
+    gcloud) or of this shell, and the command that switches it. Exit 1 when the mode is
+    not one the webhook starts with."""
     if args.env_file:
         return _deployed_mode(Path(args.env_file))
     return _local_mode()

@@ -369,7 +369,7 @@ def test_mode_reads_the_deployed_webhook_and_its_settings_file(stack, tmp_path: 
     env_file = tmp_path / "prod.env"
     env_file.write_text("PROJECT=demo-mode-project\nREGION=europe-west1\nWEBHOOK_MODE=sync\n")
     code, shown = ops(stack, "mode", "--env-file", str(env_file), **fake.env)
-    assert code == 1  # the settings file says sync: the next deploy would switch it back
+    assert code == 0  # the settings file says sync, but deploys keep the live mode
     assert (shown["source"], shown["mode"], shown["settingsFileMode"]) == (
         "deployed",
         "queue",
@@ -381,3 +381,8 @@ def test_mode_reads_the_deployed_webhook_and_its_settings_file(stack, tmp_path: 
     env_file.write_text("PROJECT=demo-mode-project\nREGION=europe-west1\nWEBHOOK_MODE=queue\n")
     code, shown = ops(stack, "mode", "--env-file", str(env_file), **fake.env)
     assert code == 0 and shown["matchesSettingsFile"] is True
+    state = json.loads(fake.state_file.read_text())
+    state["run"]["paynow-webhook"]["env"]["WEBHOOK_MODE"] = "fast"
+    fake.state_file.write_text(json.dumps(state))
+    code, shown = ops(stack, "mode", "--env-file", str(env_file), **fake.env)
+    assert code == 1 and "refuses to start" in shown["error"]
