@@ -107,6 +107,26 @@ def test_failed_publishes_are_counted_and_the_rest_still_go(
     assert report.event_ids == ["e-2"]
 
 
+def test_a_publish_refused_at_once_is_counted_and_the_rest_still_go(
+    world: World, mocker: MockerFixture
+) -> None:
+    """publish itself may raise (a paused ordering key): the run goes on and reports it."""
+    world.received(order("e-1"), START)
+    world.received(order("e-2"), START + timedelta(seconds=1))
+    real = world.publisher.publish
+    refusals = iter([DependencyUnavailable("Pub/Sub unavailable (ordering key paused)")])
+
+    def publish(message: QueueMessage) -> FakePending:
+        if message.event_id == "e-1":
+            raise next(refusals)
+        return real(message)
+
+    mocker.patch.object(world.publisher, "publish", side_effect=publish)
+    report = world.reconciler.run()
+    assert (report.found, report.republished, report.failed) == (2, 1, 1)
+    assert report.event_ids == ["e-2"]
+
+
 def test_event_whose_publish_failed_is_recovered_and_credited_once(world: World) -> None:
     """The webhook stored the event but its publish failed and PayNow never retried."""
     world.store.now = START

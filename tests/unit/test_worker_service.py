@@ -14,6 +14,7 @@ from paynow.domain.errors import (
     DependencyUnavailable,
     EventNotVisible,
     TransientError,
+    UnexpectedError,
 )
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
@@ -219,6 +220,27 @@ def test_transient_failures_are_counted_then_exhausted(p: Pipeline, mocker: Mock
     assert record["status"] == "dead_lettered"
     assert record["lastError"]["code"] == "attempts_exhausted"
     assert letter_before_mark(p.journal, "e-order")
+
+
+def test_a_bug_while_processing_is_counted_then_exhausted(
+    p: Pipeline, mocker: MockerFixture
+) -> None:
+    """A poison event ends dead-lettered by the worker, not in Pub/Sub's DLQ and reconcile."""
+    message = p.accept(order())
+    mocker.patch.object(p.store, "process", side_effect=KeyError("user-42 secret detail"))
+    for attempt in range(1, MAX_ATTEMPTS):
+        with pytest.raises(UnexpectedError):
+            p.deliver(message)
+        assert p.store.events["e-order"]["attempts"] == attempt
+        assert p.store.events["e-order"]["lastError"] == {
+            "code": "internal",
+            "message": "unexpected KeyError",
+        }
+    handled = p.deliver(message)
+    assert handled == Handled("dead_lettered", "e-order", "attempts_exhausted")
+    [letter] = p.publisher.letters
+    assert "secret detail" not in json.dumps(letter.attributes())
+    assert p.store.events["e-order"]["status"] == "dead_lettered"
 
 
 def test_pubsub_delivery_attempt_counts_when_higher(p: Pipeline, mocker: MockerFixture) -> None:

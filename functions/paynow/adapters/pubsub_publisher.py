@@ -14,9 +14,11 @@ from concurrent.futures import Future
 
 from google.api_core.retry import Retry
 from google.cloud.pubsub_v1 import PublisherClient
+from google.cloud.pubsub_v1.publisher.exceptions import PublishToPausedOrderingKeyException
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from paynow.adapters.google_errors import calling
+from paynow.domain.errors import DependencyUnavailable
 from paynow.domain.messages import DeadLetter, QueueMessage
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -47,9 +49,19 @@ class PubSubPublisher:
 
     def publish(self, message: QueueMessage) -> _Pending:
         key = message.ordering_key
-        future: Future[str] = self._client.publish(
-            self._topic, message.data(), ordering_key=key, **message.attributes()
-        )
+        with calling("Pub/Sub"):
+            try:
+                future = self._publish(message)
+            except PublishToPausedOrderingKeyException:
+                # A failed publish paused the key and its resume below has not run yet
+                # (it runs on the publisher's thread): resume now and try once more.
+                self._client.resume_publish(self._topic, key)
+                try:
+                    future = self._publish(message)
+                except PublishToPausedOrderingKeyException as exc:
+                    raise DependencyUnavailable(
+                        "Pub/Sub unavailable (ordering key paused)"
+                    ) from exc
 
         def resume_on_failure(done: Future[str]) -> None:
             if done.exception() is not None:
@@ -57,6 +69,12 @@ class PubSubPublisher:
 
         future.add_done_callback(resume_on_failure)
         return _Pending(future)
+
+    def _publish(self, message: QueueMessage) -> Future[str]:
+        future: Future[str] = self._client.publish(
+            self._topic, message.data(), ordering_key=message.ordering_key, **message.attributes()
+        )
+        return future
 
     def dead_letter(self, letter: DeadLetter) -> None:
         with calling("Pub/Sub"):

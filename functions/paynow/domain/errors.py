@@ -101,6 +101,14 @@ class AwaitingEarlierEvent(TransientError):
     code = "awaiting_earlier_event"
 
 
+class UnexpectedError(TransientError):
+    """A bug met while processing an event: retried and counted like any transient
+    failure, so an event that always meets it ends dead-lettered ``attempts_exhausted``
+    instead of circling between Pub/Sub's dead-lettering and reconcile."""
+
+    code = "internal"
+
+
 # --- rejections: the request is refused and nothing is stored --------------
 
 

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 from paynow.config import Settings
 from paynow.domain.errors import TransientError
+from paynow.domain.messages import QueueMessage
 from paynow.observability import RECONCILE_REPUBLISHED, elapsed_ms, log
-from paynow.service.ports import EventStore, Publisher
+from paynow.service.ports import EventStore, PendingPublish, Publisher
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,14 @@ class ReconcileService:
         after = self._settings.reconcile_after_seconds
         cutoff = datetime.fromtimestamp(self._clock(), UTC) - timedelta(seconds=after)
         stuck = self._store.stuck_events(cutoff, self._settings.reconcile_batch_size)
-        pending = [(m, self._publisher.publish(m)) for m in stuck]
-        republished: list[str] = []
+        pending: list[tuple[QueueMessage, PendingPublish]] = []
         failed = 0
+        for message in stuck:  # all started before any is awaited
+            try:
+                pending.append((message, self._publisher.publish(message)))
+            except TransientError:
+                failed += 1
+        republished: list[str] = []
         for message, publish in pending:
             try:
                 publish.wait()

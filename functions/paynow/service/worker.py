@@ -24,8 +24,10 @@ from paynow.domain.errors import (
     InvalidMessage,
     NoUserId,
     OrderNotFound,
+    PipelineError,
     TerminalError,
     TransientError,
+    UnexpectedError,
 )
 from paynow.domain.events import is_valid_id
 from paynow.domain.messages import PushDelivery, QueueMessage, decode_push
@@ -86,7 +88,13 @@ class WorkerService:
             self._dead_letter(exc, data=delivery.data, event_id=event_id, attempts=attempts)
             return Handled("dead_lettered", event_id, exc.code)
         try:
-            result = self._process(message, delivery)
+            try:
+                result = self._process(message, delivery)
+            except PipelineError:
+                raise
+            except Exception as exc:
+                # The exception's text may quote stored data: keep its type only.
+                raise UnexpectedError(f"unexpected {type(exc).__name__}") from exc
         except TransientError as exc:
             return self._after_transient(exc, message, delivery)
         except TerminalError as exc:
