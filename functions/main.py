@@ -57,7 +57,7 @@ def paynow_webhook(request: flask.Request) -> flask.Response:
             mode=SETTINGS.webhook_mode,
             latencyMs=elapsed_ms(started),
         )
-        return _answer(status, {"error": exc.code, "message": exc.message}, body_read=status != 413)
+        return _answer(status, {"error": exc.code, "message": exc.message})
     except Exception as exc:  # a bug: answer 500 so PayNow retries, never lose the event
         return _internal_error(exc, "paynow_webhook")
     body: dict[str, Any] = {"status": result.status, "eventId": result.event_id}
@@ -105,7 +105,6 @@ def paynow_reconcile(request: flask.Request) -> flask.Response:
         verifier = runtime.scheduler_verifier()
         if verifier is not None:
             verifier.verify(request.headers.get("Authorization"))
-        _read_body(request)  # nothing in it is used; read it only to bound it
         report = runtime.reconciler().run()
     except PipelineError as exc:
         return _refusal(exc, "paynow_reconcile")
@@ -162,12 +161,11 @@ def _refusal(exc: PipelineError, target: str) -> flask.Response:
             httpStatus=status,
             target=target,
         )
-    # A refused token is refused before the body is read, and an over-size body is not read.
-    return _answer(status, {"error": exc.code, "message": exc.message}, body_read=False)
+    return _answer(status, {"error": exc.code, "message": exc.message})
 
 
 def _not_post() -> flask.Response:
-    return _answer(405, {"error": "method_not_allowed", "message": "use POST"}, body_read=False)
+    return _answer(405, {"error": "method_not_allowed", "message": "use POST"})
 
 
 def _internal_error(exc: Exception, target: str) -> flask.Response:
@@ -176,17 +174,17 @@ def _internal_error(exc: Exception, target: str) -> flask.Response:
     return _answer(500, {"error": "internal", "message": "unexpected error; retry later"})
 
 
-def _answer(status: int, body: dict[str, Any], *, body_read: bool = True) -> flask.Response:
-    """The JSON answer; ``body_read=False`` when the request body may still be unread.
+def _answer(status: int, body: dict[str, Any]) -> flask.Response:
+    """The JSON answer, always as a streamed response.
 
     functions-framework reads whatever is left of a request after a non-streamed
-    answer, whole and unbounded, before it sends the answer. A streamed answer skips
-    that, so a refusal goes out at once and the server's own bounded drain (or a
-    closed connection) takes care of the rest.
+    answer, whole and unbounded, before it sends the answer. A streamed one skips
+    that, so an answer given before the body was read (405, 413, a refused token, an
+    unexpected error) goes out at once, and the server's own bounded drain (or a
+    closed connection) takes care of the rest. The length is still sent.
     """
     response = flask.jsonify(body)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
-    if not body_read:
-        response.response = iter([response.get_data()])
+    response.response = iter([response.get_data()])
     return response

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from paynow.adapters import documents
 from paynow.adapters.firestore_store import LEDGER, USERS
 
 from scripts.paynow_ops.clients import Ops
@@ -24,7 +25,7 @@ def int_field(doc: Doc, name: str) -> tuple[int | None, str | None]:
     if name not in doc:
         return None, f"no {name} field"
     value = doc[name]
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not documents.is_int(value):
         return None, f"{name} is not an integer: {type(value).__name__} {str(value)[:40]!r}"
     return value, None
 

@@ -64,6 +64,9 @@ def call(
     app = flask.Flask("unit")
     with app.test_request_context("/", method=method, data=body, headers=headers or {}, **environ):
         response = function(flask.request)
+        # Every answer is streamed, so functions-framework never reads a request body after
+        # it (_answer), and it still carries its length.
+        assert response.is_streamed
         return response.status_code, json.loads(response.get_data()), response
 
 
@@ -87,6 +90,7 @@ def test_webhook_processed(main: ModuleType, webhook: WebhookService) -> None:
     assert body == {"status": "processed", "eventId": "e1"}
     assert response.headers["Cache-Control"] == "no-store"
     assert response.mimetype == "application/json"
+    assert int(response.headers["Content-Length"]) == len(response.get_data())
 
 
 def test_webhook_duplicate(main: ModuleType, webhook: WebhookService) -> None:

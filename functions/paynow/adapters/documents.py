@@ -78,10 +78,15 @@ def queued_change(delta: object, at: object) -> dict[str, Any]:
     return {"queued": delta, "updatedAt": at}
 
 
+def is_int(value: object) -> bool:
+    """A stored integer (Firestore hands a bool back as a bool, which Python calls an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def queued_count(doc: dict[str, Any] | None) -> int:
     """``paynowCustomers/{c}.queued``; absent is 0, and a value that is not an int counts as 1."""
     value = doc.get("queued", 0) if doc is not None else 0
-    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+    return value if is_int(value) else 1
 
 
 def event_from_record(event_id: str, record: dict[str, Any]) -> ev.PayNowEvent:
@@ -123,7 +128,7 @@ def ledger_entry(event: ev.PayNowEvent, outcome: points.Outcome, at: object) -> 
 def catalog_points(doc: dict[str, Any] | None) -> int | None:
     """``pointsCatalog/{productId}.points``, or None when absent or not an integer."""
     value = doc.get("points") if doc is not None else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if is_int(value) else None
 
 
 def order_document(o: points.OrderState, at: object) -> dict[str, Any]:

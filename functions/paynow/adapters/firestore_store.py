@@ -319,7 +319,7 @@ class FirestoreEventStore:
                 return 0
             snap = ref.get(field_paths=["attempts"], **_CALL)
         value = snap.get("attempts") if snap.exists else 0
-        return int(value) if _is_int(value) else 0
+        return int(value) if documents.is_int(value) else 0
 
     def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
         # The query itself, not the queued count: this is the rare path (a refund or an order
@@ -377,10 +377,6 @@ def _read(txn: Any, refs: list[Any]) -> dict[str, dict[str, Any] | None]:
         for snap in txn.get_all(refs, **_CALL):
             out[snap.reference.path] = snap.to_dict() if snap.exists else None
     return out
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from google.cloud.pubsub_v1.publisher.exceptions import PublishToPausedOrderingK
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from paynow.adapters.google_errors import calling
-from paynow.domain.errors import DependencyUnavailable
 from paynow.domain.messages import DeadLetter, QueueMessage
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -56,12 +55,7 @@ class PubSubPublisher:
                 # A failed publish paused the key and its resume below has not run yet
                 # (it runs on the publisher's thread): resume now and try once more.
                 self._client.resume_publish(self._topic, key)
-                try:
-                    future = self._publish(message)
-                except PublishToPausedOrderingKeyException as exc:
-                    raise DependencyUnavailable(
-                        "Pub/Sub unavailable (ordering key paused)"
-                    ) from exc
+                future = self._publish(message)
 
         def resume_on_failure(done: Future[str]) -> None:
             if done.exception() is not None:

@@ -88,19 +88,19 @@ class WorkerService:
             self._dead_letter(exc, data=delivery.data, event_id=event_id, attempts=attempts)
             return Handled("dead_lettered", event_id, exc.code)
         try:
-            try:
-                result = self._process(message, delivery)
-            except PipelineError:
-                raise
-            except Exception as exc:
-                # The exception's text may quote stored data: keep its type only.
-                raise UnexpectedError(f"unexpected {type(exc).__name__}") from exc
+            result = self._process(message, delivery)
         except TransientError as exc:
             return self._after_transient(exc, message, delivery)
         except TerminalError as exc:
             attempts = delivery.delivery_attempt or 1
             self._dead_letter(exc, data=delivery.data, event_id=message.event_id, attempts=attempts)
             return Handled("dead_lettered", message.event_id, exc.code)
+        except PipelineError:
+            raise
+        except Exception as exc:  # a bug: counted like a transient failure
+            # The exception's text may quote stored data: keep its type only.
+            unexpected = UnexpectedError(f"unexpected {type(exc).__name__}")
+            return self._after_transient(unexpected, message, delivery)
         log(
             "INFO",
             "event handled",
