@@ -87,3 +87,19 @@ def test_a_queued_event_is_not_held_behind_one_received_after_it(
     assert store.process(first, first.event_id, "sync", behind_pending=True).status == "processed"
     assert store.has_pending_predecessor(later.event_id, cust) is False
     assert store.has_pending_predecessor(first.event_id, cust) is False
+
+
+def test_a_record_the_count_never_saw_does_not_take_it_down(
+    store: FirestoreEventStore, db: firestore.Client, ids: Callable[[str], str]
+) -> None:
+    """One written without the count (by hand, or before the count existed) leaves it alone."""
+    cust, user = ids("cus"), ids("usr")
+    legacy, queued, inline = (_order(ids(k), cust, user) for k in ("old", "q", "s"))
+    assert store.record_received(legacy, "queue") is None
+    db.collection("webhookEvents").document(legacy.event_id).update({"queuedCounted": None})
+    db.collection(CUSTOMERS).document(cust).set({"queued": 0})
+    assert store.record_received(queued, "queue") is None
+    assert store.process(None, legacy.event_id, "queue").status == "processed"
+    assert _queued(db, cust) == 1  # still the queued one's
+    behind = store.process(inline, inline.event_id, "sync", behind_pending=True)
+    assert behind.status == BEHIND

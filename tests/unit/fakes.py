@@ -165,7 +165,7 @@ class FakeStore:
         if record is None:
             self.events[event.event_id] = {**self._new_record(event, mode), **final}
         else:
-            if record.get("status") == RECEIVED:
+            if documents.counted_as_queued(record):
                 self._count_queued(record.get("customerId"), -1)
             record.update(final)
 
@@ -182,8 +182,9 @@ class FakeStore:
                 return
             self.events[event_id] = {**self._new_record(event, mode), **fields}
         elif record.get("status") not in FINAL_STATES:
+            if documents.counted_as_queued(record):
+                self._count_queued(record.get("customerId"), -1)
             record.update(fields)
-            self._count_queued(record.get("customerId"), -1)
 
     def record_failure(self, event_id: str, code: str, message: str) -> int:
         self.journal.append(f"store.record_failure:{event_id}")

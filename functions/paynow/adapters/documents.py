@@ -17,6 +17,8 @@ from paynow.domain.errors import EventMismatch
 from paynow.domain.messages import QueueMessage
 from paynow.service.ports import DEAD_LETTERED, RECEIVED
 
+QUEUED_COUNTED = "queuedCounted"
+
 
 def event_record(
     event: ev.PayNowEvent, mode: str, received_at: object, expire_at: datetime | None
@@ -33,6 +35,8 @@ def event_record(
         "attempts": 0,
         "lastError": None,
         "data": event.record_data(),
+        # In its customer's queued count while received (see queued_change).
+        QUEUED_COUNTED: bool(event.customer_id),
     }
     if expire_at is not None:
         record["expireAt"] = expire_at
@@ -67,6 +71,15 @@ def has_earlier(event_id: str, received_at: object, pending: Iterable[tuple[str,
         if theirs < received_at:
             return True
     return False
+
+
+def counted_as_queued(record: dict[str, Any]) -> bool:
+    """A record whose leaving ``received`` must take its customer's queued count down.
+
+    Only records that went into the count carry the mark, so one the count never saw
+    (written before it existed, or by hand) cannot drive it below the truth.
+    """
+    return record.get("status") == RECEIVED and record.get(QUEUED_COUNTED) is True
 
 
 def queued_change(delta: object, at: object) -> dict[str, Any]:

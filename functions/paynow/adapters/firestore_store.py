@@ -251,7 +251,7 @@ class FirestoreEventStore:
             txn.set(event_ref, {**self._new_record(event, mode), **final})
         else:
             txn.update(event_ref, final)
-            if record.get("status") == RECEIVED:
+            if documents.counted_as_queued(record):
                 self._count_queued(txn, record.get("customerId"), -1)
 
     # --- failures ---------------------------------------------------------
@@ -270,7 +270,8 @@ class FirestoreEventStore:
                 txn.set(ref, {**self._new_record(event, mode), **fields})
             elif record.get("status") not in FINAL_STATES:
                 txn.update(ref, fields)
-                self._count_queued(txn, record.get("customerId"), -1)
+                if documents.counted_as_queued(record):
+                    self._count_queued(txn, record.get("customerId"), -1)
 
         with calling("Firestore"):
             firestore.transactional(mark)(self._db.transaction())
@@ -292,8 +293,18 @@ class FirestoreEventStore:
             if record is None:
                 return None
             if record.get("status") == DEAD_LETTERED:
-                txn.update(ref, {"status": RECEIVED, "attempts": 0, "processedAt": None})
-                self._count_queued(txn, record.get("customerId"), +1)
+                customer_id = record.get("customerId")
+                counted = isinstance(customer_id, str) and bool(customer_id)
+                txn.update(
+                    ref,
+                    {
+                        "status": RECEIVED,
+                        "attempts": 0,
+                        "processedAt": None,
+                        documents.QUEUED_COUNTED: counted,
+                    },
+                )
+                self._count_queued(txn, customer_id, +1)
                 return RECEIVED
             if record.get("status") == RECEIVED:
                 txn.update(ref, {"attempts": 0, "lastError": None})
