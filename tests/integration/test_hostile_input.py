@@ -23,11 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import copy
 import hashlib
 import io
 import json
-import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,6 +45,7 @@ from paynow import runtime
 from scripts import localstack, payloads
 from tests.conftest import Emulators
 from tests.integration.conftest import PREVIOUS_SECRET, SECRET, WORKER_MAX_ATTEMPTS, Stack
+from tests.support import hostile
 
 MAX_BODY = 1024 * 1024
 SOURCE = str(localstack.FUNCTIONS / "main.py")
@@ -143,72 +142,9 @@ def read_json(raw: bytes) -> tuple[Any, bool]:
 
 # --- strategies --------------------------------------------------------------------------------
 
-SPECIAL_STRINGS = [
-    "",
-    " ",
-    ".",
-    "..",
-    "/",
-    "a/b",
-    "__x__",
-    "\x00",
-    "\ud800",
-    "a\udfffb",
-    "\u202e\u0645",
-    "💥",
-    "0",
-    "-1",
-    "1e309",
-    "null",
-    "NaN",
-    "ON_ORDER_COMPLETED",
-    "gems-100",
-    "user-42",
-    "usd",
-    "USD",
-    "x" * 129,
-    "<script>alert(1)</script>",
-    "' OR 1=1 --",
-    "${jndi:ldap://127.0.0.1/a}",
-    "%s%n",
-    "\r\n",
-    "ü" * 64,
-    DEEP,
-]
-SPECIAL_INTS = [
-    0,
-    -1,
-    1,
-    2**31 - 1,
-    2**53 - 1,
-    2**53,
-    2**63 - 1,
-    2**63,
-    -(2**63) - 1,
-    2**64,
-    10**100,
-    1_000_000,
-    1_000_001,
-]
-SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.sampled_from(SPECIAL_INTS),
-    st.floats(),
-    st.sampled_from([math.nan, math.inf, -math.inf, 0.5, -0.0, 1e308]),
-    st.text(st.characters(exclude_categories=()), max_size=40),
-    st.sampled_from(SPECIAL_STRINGS),
-    st.sampled_from(SPECIAL_STRINGS),
-    st.integers(129, 300_000).map(lambda n: "é" * n),
-)
-HOSTILE = st.recursive(
-    SCALARS,
-    lambda kids: (
-        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
-    ),
-    max_leaves=8,
-)
+SPECIAL_STRINGS = [*hostile.SPECIAL_STRINGS, DEEP]
+SCALARS = hostile.scalars(max_text=40, strings=SPECIAL_STRINGS, long_text=True)
+HOSTILE = hostile.nested(SCALARS, max_size=4, max_key=8, max_leaves=8)
 # Strings an id check must sort out: the id alphabet at every length, and the specials above.
 ID_TEXT = st.text("AZaz09_-:.@+=", min_size=1, max_size=130)
 FOCUSED = st.one_of(st.sampled_from(SPECIAL_STRINGS), ID_TEXT, SCALARS, HOSTILE)
@@ -218,79 +154,9 @@ ASCII_HEADER = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), ma
 LATIN1_HEADER = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60)
 
 
-# The fields the pipeline reads (ids, amounts, types): half the mutations land on one of them.
-FOCUS = frozenset(
-    {
-        "event_id",
-        "event_type",
-        "body",
-        "id",
-        "order_id",
-        "customer",
-        "customer_id",
-        "checkout",
-        "metadata",
-        "user_id",
-        "lines",
-        "product_id",
-        "quantity",
-        "total_amount",
-        "amount",
-        "currency",
-        "status",
-        "current_period_end",
-        "v",
-        "eventId",
-        "eventType",
-        "customerId",
-        "userId",
-        "message",
-        "data",
-        "attributes",
-        "publishTime",
-        "deliveryAttempt",
-    }
-)
-
-
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, (*prefix, i))
-
-
-def _at(node: Any, path: tuple[Any, ...]) -> Any:
-    for step in path:
-        node = node[step]
-    return node
-
-
-@st.composite
-def mutated(draw: st.DrawFn, doc: Any, max_ops: int = 3) -> Any:
+def mutated(doc: Any, max_ops: int = 3) -> st.SearchStrategy[Any]:
     """``doc`` with up to ``max_ops`` fields replaced by hostile values, deleted or added."""
-    for _ in range(draw(st.integers(0, max_ops), label="mutations")):
-        paths = list(_paths(doc))
-        focused = [p for p in paths if p and p[-1] in FOCUS]
-        focus = bool(focused) and draw(st.booleans(), label="focus")
-        path = draw(st.sampled_from(focused if focus else paths), label="path")
-        op = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add"]), label="op")
-        value = copy.deepcopy(draw(FOCUSED if focus else HOSTILE, label="value"))
-        node = _at(doc, path)
-        if op == "add" and isinstance(node, dict):
-            node[draw(st.text(max_size=12), label="key")] = value
-        elif op == "add" and isinstance(node, list):
-            node.append(value)
-        elif op == "delete" and path:
-            del _at(doc, path[:-1])[path[-1]]
-        elif path:
-            _at(doc, path[:-1])[path[-1]] = value
-        else:
-            doc = value
-    return doc
+    return hostile.mutated(doc, values=HOSTILE, focused_values=FOCUSED, max_ops=max_ops)
 
 
 def retag(node: Any, tag: str) -> Any:
