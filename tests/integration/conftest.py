@@ -175,10 +175,16 @@ def send(
     return requests.post(url, data=body, headers=headers, timeout=60, **kw)
 
 
-def event(db: firestore.Client, event_id: str) -> dict[str, Any]:
+def find_event(db: firestore.Client, event_id: str) -> dict[str, Any] | None:
+    """The record webhookEvents/``event_id``, or None when there is none."""
     snap = db.collection("webhookEvents").document(event_id).get()
-    assert snap.exists, f"no record webhookEvents/{event_id}"
-    return dict(snap.to_dict() or {})
+    return dict(snap.to_dict() or {}) if snap.exists else None
+
+
+def event(db: firestore.Client, event_id: str) -> dict[str, Any]:
+    record = find_event(db, event_id)
+    assert record is not None, f"no record webhookEvents/{event_id}"
+    return record
 
 
 def status_of(db: firestore.Client, event_id: str) -> str | None:
@@ -186,9 +192,10 @@ def status_of(db: firestore.Client, event_id: str) -> str | None:
     return snap.get("status") if snap.exists else None
 
 
-def balance(db: firestore.Client, user_id: str) -> int | None:
+def balance(db: firestore.Client, user_id: str, missing: int | None = None) -> int | None:
+    """The user's points; ``missing`` when the user has no document."""
     snap = db.collection("users").document(user_id).get()
-    return snap.get("points") if snap.exists else None
+    return snap.get("points") if snap.exists else missing
 
 
 def ledger(db: firestore.Client, user_id: str) -> dict[str, dict[str, Any]]:
@@ -212,6 +219,31 @@ def push_envelope(data: bytes | dict[str, Any], **attributes: str) -> dict[str, 
     }
 
 
+def pull_acked(
+    subscriber: pubsub_v1.SubscriberClient,
+    subscription: str,
+    *,
+    max_messages: int,
+    timeout: float,
+    return_immediately: bool = False,
+) -> list[Any]:
+    """One pull on ``subscription``; what came is acknowledged, and its messages returned.
+
+    ``return_immediately`` answers at once when nothing is there (to prove that nothing was
+    published); otherwise the pull waits up to ``timeout`` for a message.
+    """
+    request: dict[str, Any] = {"subscription": subscription, "max_messages": max_messages}
+    if return_immediately:
+        request["return_immediately"] = True
+    response = subscriber.pull(request=request, timeout=timeout)
+    received = list(response.received_messages)
+    if received:
+        subscriber.acknowledge(
+            request={"subscription": subscription, "ack_ids": [m.ack_id for m in received]}
+        )
+    return [m.message for m in received]
+
+
 class DeadLetterReader:
     """A pull subscription on the DLQ topic made for one test: it sees only what comes after."""
 
@@ -223,17 +255,7 @@ class DeadLetterReader:
         self.seen: list[Any] = []
 
     def pull(self) -> list[Any]:
-        response = self._subscriber.pull(
-            request={"subscription": self.path, "max_messages": 100}, timeout=5
-        )
-        if response.received_messages:
-            self._subscriber.acknowledge(
-                request={
-                    "subscription": self.path,
-                    "ack_ids": [m.ack_id for m in response.received_messages],
-                }
-            )
-        self.seen.extend(m.message for m in response.received_messages)
+        self.seen.extend(pull_acked(self._subscriber, self.path, max_messages=100, timeout=5))
         return self.seen
 
     def for_event(self, event_id: str, timeout: float = 20.0) -> list[Any]:

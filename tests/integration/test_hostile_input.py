@@ -44,7 +44,16 @@ from paynow import runtime
 
 from scripts import localstack, payloads
 from tests.conftest import Emulators
-from tests.integration.conftest import PREVIOUS_SECRET, SECRET, WORKER_MAX_ATTEMPTS, Stack
+from tests.integration.conftest import (
+    PREVIOUS_SECRET,
+    SECRET,
+    WORKER_MAX_ATTEMPTS,
+    Stack,
+    balance,
+    find_event,
+    ledger,
+    pull_acked,
+)
 from tests.support import hostile
 
 MAX_BODY = 1024 * 1024
@@ -417,23 +426,10 @@ class InProcess:
         return str(self.subscriber.subscription_path(project, f"hostile-{name}"))
 
     def pull(self, project: str, name: str) -> list[Any]:
-        response = self.subscriber.pull(
-            request={
-                "subscription": self.subscription(project, name),
-                "max_messages": 50,
-                "return_immediately": True,
-            },
-            timeout=10,
+        subscription = self.subscription(project, name)
+        return pull_acked(
+            self.subscriber, subscription, max_messages=50, timeout=10, return_immediately=True
         )
-        received = list(response.received_messages)
-        if received:
-            self.subscriber.acknowledge(
-                request={
-                    "subscription": self.subscription(project, name),
-                    "ack_ids": [m.ack_id for m in received],
-                }
-            )
-        return [m.message for m in received]
 
     def post(
         self, client: Any, body: bytes, headers: dict[str, str], method: str, chunked: bool
@@ -479,19 +475,12 @@ def inprocess(emulators: Emulators) -> Iterator[InProcess]:
 # --- checks shared by the in-process and the HTTP runs -------------------------------------------
 
 
-def record_of(db: firestore.Client, event_id: str) -> dict[str, Any] | None:
-    snap = db.collection("webhookEvents").document(event_id).get()
-    return dict(snap.to_dict() or {}) if snap.exists else None
-
-
 def check_balance(db: firestore.Client, user_id: object) -> None:
     """The contract's invariant: a user's points equal the sum of their ledger."""
     if not isinstance(user_id, str) or not user_id:
         return
-    user = db.collection("users").document(user_id)
-    snap = user.get()
-    points = snap.get("points") if snap.exists else 0
-    deltas = [d.get("delta") for d in user.collection("pointsLedger").stream()]
+    points = balance(db, user_id, missing=0)
+    deltas = [entry["delta"] for entry in ledger(db, user_id).values()]
     assert points == sum(deltas), (user_id, points, deltas)
 
 
@@ -528,7 +517,7 @@ def check_signed_answer(
         assert answer.body.get("error") in allowed, answer
     else:
         assert "error" not in answer.body, answer
-    record = record_of(db, event_id)
+    record = find_event(db, event_id)
     assert record is not None, f"answered {status} but no record webhookEvents/{event_id}"
     if status == "duplicate":
         assert record["status"] in ("processed", "ignored", "dead_lettered", "received")
@@ -612,7 +601,7 @@ def _send_signed(app: InProcess, mode: str, project: str, case: WebhookCase, tag
         assert delivered.body["status"] in ("processed", "duplicate", "dead_lettered"), delivered
         if delivered.body["status"] == "dead_lettered":
             assert delivered.body["error"] in WEBHOOK_TERMINAL, delivered
-        record = record_of(db, event_id)
+        record = find_event(db, event_id)
         assert record is not None and record["status"] in ("processed", "dead_lettered")
         check_balance(db, record.get("userId"))
 
@@ -789,14 +778,14 @@ def check_worker_answer(
         assert set(answer.body) == {"error", "message"}, answer
         assert answer.body["error"] == "event_not_visible", answer
         assert named is not None, f"503 for a message naming no event: {answer}"
-        assert record_of(db, named) is None, f"503 although {named} has a record"
+        assert find_event(db, named) is None, f"503 although {named} has a record"
         return
     assert answer.status == 200, answer
     assert set(answer.body) <= {"status", "eventId", "error"}, answer
     assert answer.body["status"] in WORKER_STATUSES, answer
     if answer.body["status"] == "dead_lettered":
         assert answer.body.get("error") in WORKER_TERMINAL, answer
-    record = record_of(db, event_id)
+    record = find_event(db, event_id)
     if case.target in ("missing", "garbage"):
         assert record is None, f"the worker created a record for {event_id}: {record}"
     elif record is not None and record["status"] == "processed":
@@ -870,7 +859,7 @@ def test_hostile_webhooks_over_http(stack: Stack, db, case, target):
         check_signed_answer(mode, db, body, answer, f"evt-{tag}")
     else:
         check_refused_unsigned(case, sent, answer)
-        assert record_of(db, f"evt-{tag}") is None
+        assert find_event(db, f"evt-{tag}") is None
         assert rejection.get().exists == kept_before
 
 
@@ -962,7 +951,7 @@ def test_a_lone_surrogate_is_never_stored(inprocess, where, expected):
     answer = app.post(app.webhook, raw, headers, "POST", chunked=False)
     assert (answer.status, answer.body.get("status") or answer.body.get("error")) == expected
     if expected[0] == 200:
-        record = record_of(app.db(project), f"evt-{tag}")
+        record = find_event(app.db(project), f"evt-{tag}")
         assert record is not None and "\\ud800" not in json.dumps(record, default=str)
 
 
