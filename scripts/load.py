@@ -96,41 +96,9 @@ class Memory:
         return best
 
 
-def gunicorn_worker(arbiter: int, timeout: float = 30.0) -> int:
-    """The one worker process gunicorn's arbiter ``arbiter`` forked (from /proc)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = [pid for pid, parent in _parents().items() if parent == arbiter]
-        if len(children) == 1:
-            return children[0]
-        time.sleep(0.2)
-    raise RuntimeError(f"no single gunicorn worker under process {arbiter}")
-
-
-def _parents() -> dict[int, int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
-
-
-def _status(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {key} for process {pid}")
-
-
-def rss_bytes(pid: int) -> int:
-    return _status(pid, "VmRSS") * 1024
-
-
 def threads_under(root: int) -> int:
     """Threads of ``root`` and all its descendants (the emulator runs as gcloud -> java)."""
-    parents = _parents()
+    parents = localstack.parent_pids()
     family, frontier = {root}, [root]
     while frontier:
         children = [pid for pid, parent in parents.items() if parent in frontier]
@@ -139,7 +107,7 @@ def threads_under(root: int) -> int:
     total = 0
     for pid in family:
         with contextlib.suppress(OSError, RuntimeError):
-            total += _status(pid, "Threads")
+            total += localstack.proc_status(pid, "Threads")
     return total
 
 
@@ -154,7 +122,7 @@ def sampling(
     def sample() -> None:
         while not stop.is_set():
             for m in memories:
-                m.samples.append((clock(), rss_bytes(m.pid)))
+                m.samples.append((clock(), localstack.rss_bytes(m.pid)))
             emulator_threads.append(threads_under(emulator))
             if emulator_threads[-1] > MAX_EMULATOR_THREADS:
                 runaway.set()
@@ -290,7 +258,8 @@ def measure(
 ) -> int:
     by_name = {p.name: p for p in stack.processes}
     memories = [
-        Memory(name, gunicorn_worker(by_name[name].popen.pid)) for name in ("webhook", "worker")
+        Memory(name, localstack.gunicorn_worker_pid(by_name[name]))
+        for name in ("webhook", "worker")
     ]
     run = uuid.uuid4().hex[:8]
     began = time.monotonic()

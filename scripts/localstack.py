@@ -70,6 +70,45 @@ class Process:
             return "(no log)"
 
 
+def parent_pids() -> dict[int, int]:
+    """Every running process's parent, from /proc: ``{pid: parent pid}``."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def proc_status(pid: int, key: str) -> int:
+    """The number of a ``key:`` line of /proc/<pid>/status (``VmRSS`` in kB, ``Threads``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} for process {pid}")
+
+
+def gunicorn_worker_pid(process: Process, timeout: float = 30.0) -> int:
+    """The one worker child of a function's process (functions-framework runs gunicorn's arbiter).
+
+    Waits up to ``timeout`` seconds for exactly one child; ``timeout=0`` looks once.
+    """
+    arbiter = process.popen.pid
+    deadline = time.monotonic() + timeout
+    while True:
+        children = [pid for pid, parent in parent_pids().items() if parent == arbiter]
+        if len(children) == 1:
+            return children[0]
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"{process.name}: gunicorn worker processes {children}")
+        time.sleep(0.2)
+
+
+def rss_bytes(pid: int) -> int:
+    return proc_status(pid, "VmRSS") * 1024
+
+
 def spawn(
     name: str, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT
 ) -> Process:

@@ -17,7 +17,6 @@ refusals the entry points answer before reading the body are streamed).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -25,14 +24,13 @@ import select
 import socket
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from scripts import payloads
+from scripts import localstack, payloads
 from tests.integration.conftest import (
     PUSH_SA,
     SECRET,
@@ -178,27 +176,6 @@ def _signed_headers() -> dict[str, str]:
     return headers
 
 
-def _worker_pid(stack: Stack, name: str) -> int:
-    """functions-framework's process is gunicorn's arbiter; requests are served by its child."""
-    parent = stack.processes[name].popen.pid
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                    children.append(int(entry.name))
-    assert len(children) == 1, f"{name}: gunicorn worker processes {children}"
-    return children[0]
-
-
-def _rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 TARGETS = {"webhook_sync": "webhook_sync", "worker": "worker"}
 
 
@@ -218,8 +195,8 @@ def test_a_declared_10_mib_body_is_refused_before_it_is_sent(stack, target):
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_an_endless_chunked_body_is_cut_after_one_mib(stack, target):
     url = getattr(stack, target)
-    pid = _worker_pid(stack, target)
-    before = _rss_bytes(pid)
+    pid = localstack.gunicorn_worker_pid(stack.processes[target], timeout=0)
+    before = localstack.rss_bytes(pid)
     headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
     if target == "webhook_sync":
         headers.update(_signed_headers())
@@ -238,7 +215,7 @@ def test_an_endless_chunked_body_is_cut_after_one_mib(stack, target):
                 break
             sent += CHUNK
         answer = _read_answer(sock, timeout=3)
-    grown = _rss_bytes(pid) - before
+    grown = localstack.rss_bytes(pid) - before
     assert answer is not None, f"no answer after {sent // MIB} MiB: the server waits for the end"
     assert answer[0] == 413 and answer[1]["error"] == "body_too_large", answer
     assert grown < 4 * MIB, f"the server's memory grew {grown // MIB} MiB"
