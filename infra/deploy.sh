@@ -15,27 +15,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 parse_args "$@"
 # Every argument is checked here, before any step runs: at most one secret source.
-secret_args=()
-set -- "${ARGS[@]}"
-ARGS=()
-while (($#)); do
-  case $1 in
-    --secret-stdin) secret_args+=("$1") ;;
-    --secret-file)
-      (($# > 1)) || die "--secret-file needs a path"
-      secret_args+=("$1=$2")
-      shift
-      ;;
-    --secret-file=?*) secret_args+=("$1") ;;
-    *) ARGS+=("$1") ;;
-  esac
-  shift
-done
-no_more_args
-((${#secret_args[@]} <= 1)) || die "give the secret once: --secret-stdin or --secret-file PATH"
-if [[ ${secret_args[0]:-} == --secret-file=* && ! -r ${secret_args[0]#--secret-file=} ]]; then
-  die "cannot read the secret file ${secret_args[0]#--secret-file=}"
-fi
+parse_secret_args
 load_settings "$ENV_FILE"
 
 export INFRA_STEP_OF_DEPLOY=1
@@ -45,7 +25,7 @@ started=$SECONDS
 for step in apis service-accounts secret firestore functions pubsub iam scheduler monitoring; do
   printf '\n### %s\n' "$step" >&2
   if [[ $step == secret ]]; then
-    bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" "${secret_args[@]}"
+    bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" "${SECRET_ARGS[@]}"
   else # stdin may carry the secret: no other step may read it
     bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" </dev/null
   fi

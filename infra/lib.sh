@@ -105,6 +105,41 @@ no_more_args() {
   ((${#ARGS[@]} == 0)) || die "unexpected argument(s): ${ARGS[*]}"
 }
 
+# parse_secret_args: the secret options in ARGS, and nothing else (see no_more_args):
+# --secret-stdin, --secret-file PATH or --secret-file=PATH, at most one of them, the path
+# not empty and the file readable. Sets SECRET_ARGS to () or the one option, as
+# (--secret-stdin) or (--secret-file=PATH), to pass on; SECRET_FILE to the path ('' else).
+parse_secret_args() {
+  local rest=()
+  SECRET_ARGS=()
+  SECRET_FILE=''
+  set -- "${ARGS[@]}"
+  while (($#)); do
+    case $1 in
+      --secret-stdin) SECRET_ARGS+=("$1") ;;
+      --secret-file)
+        [[ -n ${2:-} ]] || die "--secret-file needs a path"
+        SECRET_ARGS+=("$1=$2")
+        shift
+        ;;
+      --secret-file=*)
+        [[ -n ${1#--secret-file=} ]] || die "--secret-file needs a path"
+        SECRET_ARGS+=("$1")
+        ;;
+      *) rest+=("$1") ;;
+    esac
+    shift
+  done
+  ARGS=("${rest[@]}")
+  no_more_args
+  ((${#SECRET_ARGS[@]} <= 1)) || die "give the secret once: --secret-stdin or --secret-file PATH"
+  if [[ ${SECRET_ARGS[0]:-} == --secret-file=* ]]; then
+    SECRET_FILE=${SECRET_ARGS[0]#--secret-file=}
+    [[ -r $SECRET_FILE ]] || die "cannot read the secret file $SECRET_FILE"
+  fi
+  return 0
+}
+
 # --- settings -------------------------------------------------------------------
 # load_settings FILE: KEY=value lines only (no shell is run), known keys only,
 # later lines win; then defaults, validation and derived names.

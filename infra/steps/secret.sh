@@ -15,29 +15,13 @@ set -euo pipefail
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
-SOURCE=''
-set -- "${ARGS[@]}"
-ARGS=()
-while (($#)); do
-  case $1 in
-    --secret-stdin) SOURCE=- ;;
-    --secret-file)
-      (($# > 1)) || die "--secret-file needs a path"
-      SOURCE=$2
-      shift
-      ;;
-    --secret-file=*) SOURCE=${1#--secret-file=} ;;
-    *) ARGS+=("$1") ;;
-  esac
-  shift
-done
-no_more_args
+parse_secret_args
 load_settings "$ENV_FILE"
 
 # read_secret: the value into SECRET_VALUE, from stdin or the file, checked. Typed at a
 # terminal: one line, not echoed. From a pipe or a file: read whole.
 read_secret() {
-  if [[ $SOURCE == - ]]; then
+  if [[ -z $SECRET_FILE ]]; then
     if [[ -t 0 ]]; then
       printf 'PayNow signing secret (typing is not shown), then Enter: ' >&2
       IFS= read -rs SECRET_VALUE || true # end of input without a newline: keep what came
@@ -46,8 +30,7 @@ read_secret() {
       SECRET_VALUE=$(cat)
     fi
   else
-    [[ -r $SOURCE ]] || die "cannot read the secret file $SOURCE"
-    SECRET_VALUE=$(<"$SOURCE")
+    SECRET_VALUE=$(<"$SECRET_FILE")
   fi
   SECRET_VALUE=${SECRET_VALUE%$'\r'}
   [[ -n ${SECRET_VALUE//[[:space:]]/} ]] || die "the secret is empty"
@@ -107,13 +90,13 @@ add_version() {
 }
 
 say "Signing secret $SECRET_NAME"
-[[ -z $SOURCE ]] || read_secret
+((${#SECRET_ARGS[@]} == 0)) || read_secret
 if query found gcloud secrets describe "$SECRET_NAME" --project="$PROJECT" --format='value(name)'; then
   note "secret exists"
 else
   run gcloud secrets create "$SECRET_NAME" --project="$PROJECT" --replication-policy=automatic
 fi
-if [[ -n $SOURCE ]]; then
+if ((${#SECRET_ARGS[@]})); then
   add_version
 else
   version=''

@@ -93,17 +93,23 @@ def test_missing_settings_file_and_unknown_arguments_are_refused(
         (["--secret-stdin", "--secret-file=secret.txt"], "give the secret once"),
         (["--secret-file"], "--secret-file needs a path"),
         (["--secret-file=no-such-file.txt"], "cannot read the secret file no-such-file.txt"),
+        (["--secret-file="], "--secret-file needs a path"),
+        (["--secret-file", ""], "--secret-file needs a path"),
+        (["--secret-file=secret.txt", "--secret-file", "secret.txt"], "give the secret once"),
     ],
 )
-def test_deploy_refuses_bad_arguments_before_any_step(
-    tmp_path: Path, trap_gcloud: TrapGcloud, args: list[str], message: str
+@pytest.mark.parametrize("script", ["infra/deploy.sh", "infra/steps/secret.sh"])
+def test_deploy_and_the_secret_step_refuse_bad_arguments_before_any_step(
+    tmp_path: Path, trap_gcloud: TrapGcloud, script: str, args: list[str], message: str
 ) -> None:
+    """The secret step run alone checks its arguments as deploy.sh does (lib.sh's
+    parse_secret_args): one secret source at most, a path, a readable file."""
     (tmp_path / "secret.txt").write_text("a-secret\n")
     args = [a.replace("secret.txt", str(tmp_path / "secret.txt")) for a in args]
     args = [a.replace("no-such-file.txt", str(tmp_path / "no-such-file.txt")) for a in args]
     message = message.replace("no-such-file.txt", str(tmp_path / "no-such-file.txt"))
     result = run_script(
-        "infra/deploy.sh",
+        script,
         str(EXAMPLE_ENV),
         "--dry-run",
         *args,
