@@ -261,14 +261,14 @@ denied() {
   grep -qE 'PERMISSION_DENIED|status=\[403\]' -
 }
 
-# query VAR CMD...: a read. Its stdout goes into VAR; returns 0 when found, 1 when the
-# resource is absent (or under --dry-run); any other failure stops the script.
-query() {
+# attempt_read VAR CMD...: run a read, unprinted (the caller shows it), its stdout into VAR
+# ('' unless it succeeds). Returns 0 when it succeeded, 1 when the resource is absent, 2 on
+# any other failure; after a failure READ_ERR holds its error output, READ_RC its exit code.
+attempt_read() {
   local __var=$1 __out __err __rc=0
   shift
-  show "$@"
   printf -v "$__var" '%s' ''
-  ((DRY_RUN)) && return 1
+  READ_ERR='' READ_RC=0
   __err=$(mktemp)
   __out=$("$@" 2>"$__err") || __rc=$?
   if ((__rc == 0)); then
@@ -276,13 +276,30 @@ query() {
     printf -v "$__var" '%s' "$__out"
     return 0
   fi
-  if absent <"$__err"; then
-    rm -f "$__err"
-    return 1
-  fi
-  cat "$__err" >&2
+  READ_ERR=$(
+    cat "$__err"
+    printf x
+  )
+  READ_ERR=${READ_ERR%x} # every byte, trailing newlines too
+  READ_RC=$__rc
   rm -f "$__err"
-  die "command failed (exit $__rc): $*"
+  if absent <<<"$READ_ERR"; then return 1; fi
+  return 2
+}
+
+# query VAR CMD...: a read. Its stdout goes into VAR; returns 0 when found, 1 when the
+# resource is absent (or under --dry-run); any other failure stops the script.
+query() {
+  local __found=0
+  show "${@:2}"
+  printf -v "$1" '%s' ''
+  ((DRY_RUN)) && return 1
+  attempt_read "$@" || __found=$?
+  if ((__found == 2)); then
+    printf '%s' "$READ_ERR" >&2
+    die "command failed (exit $READ_RC): ${*:2}"
+  fi
+  return "$__found"
 }
 
 # --- shared reads ---------------------------------------------------------------

@@ -42,35 +42,32 @@ read_secret() {
 # not read versions is stopped: it cannot tell whether the value is new, and adding one on
 # every run would pile up versions.
 latest_digest() {
-  local err rc=0
+  local access=(gcloud secrets versions access latest --secret="$SECRET_NAME" --project="$PROJECT")
+  local found=0
   LATEST=''
-  show gcloud secrets versions access latest --secret="$SECRET_NAME" --project="$PROJECT"
+  show "${access[@]}"
   note "(only its sha256 is kept, to compare)"
   ((DRY_RUN)) && return 0
-  err=$(mktemp)
-  LATEST=$(gcloud secrets versions access latest --secret="$SECRET_NAME" --project="$PROJECT" \
-    2>"$err" | sha256sum) || rc=$?
-  if ((rc == 0)); then
-    rm -f "$err"
-    return 0
-  fi
-  LATEST=''
-  if denied <"$err"; then
-    cat "$err" >&2
-    rm -f "$err"
+  attempt_read LATEST sha256_of "${access[@]}" || found=$?
+  ((found != 0)) || return 0
+  if denied <<<"$READ_ERR"; then
+    printf '%s' "$READ_ERR" >&2
     die "may not read the versions of secret $SECRET_NAME, so cannot tell whether this value is new; nothing was added.
   The account running this needs roles/secretmanager.secretAccessor on the secret (or roles/secretmanager.admin):
   gcloud secrets add-iam-policy-binding $SECRET_NAME --project=$PROJECT --member=MEMBER --role=roles/secretmanager.secretAccessor
   (MEMBER: user:you@example.com, or serviceAccount:EMAIL for a deployer account)"
   fi
-  if absent <"$err" || grep -q FAILED_PRECONDITION "$err"; then
-    rm -f "$err"
+  if ((found == 1)) || [[ $READ_ERR == *FAILED_PRECONDITION* ]]; then
     note "no readable latest version yet"
     return 0
   fi
-  cat "$err" >&2
-  rm -f "$err"
-  die "command failed (exit $rc): gcloud secrets versions access latest --secret=$SECRET_NAME --project=$PROJECT; nothing was added"
+  printf '%s' "$READ_ERR" >&2
+  die "command failed (exit $READ_RC): ${access[*]}; nothing was added"
+}
+
+# sha256_of CMD...: the sha256 of CMD's output (the value itself is never kept).
+sha256_of() {
+  "$@" | sha256sum
 }
 
 # add_version: SECRET_VALUE as a new version, through stdin, unless it is the latest already.

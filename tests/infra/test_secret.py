@@ -119,6 +119,25 @@ def test_no_version_yet_adds_the_first(tmp_path: Path, gcloud_config: Path) -> N
     ]
 
 
+def test_a_disabled_latest_version_counts_as_none_and_a_version_is_added(
+    tmp_path: Path, gcloud_config: Path
+) -> None:
+    fake, env_file = _fake_with_a_secret(tmp_path, gcloud_config, "the-old-value")
+    mark = fake.mark()
+    fake.env["FAKE_GCLOUD_ERRORS"] = json.dumps(
+        {
+            "secrets versions access": "FAILED_PRECONDITION: Secret Version "
+            "[projects/p/secrets/paynow-webhook-secret/versions/1] is in DISABLED state."
+        }
+    )
+    again = run_script(STEP, str(env_file), "--secret-stdin", env=fake.env, stdin="the-old-value")
+    assert again.returncode == 0, again.output
+    assert "no readable latest version yet" in again.stderr
+    assert [c["stdin_sha256"] for c in _adds(fake, mark)] == [
+        hashlib.sha256(b"the-old-value").hexdigest()
+    ]
+
+
 @pytest.mark.parametrize(
     ("error", "message"),
     [
