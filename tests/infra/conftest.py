@@ -80,6 +80,35 @@ def write_env(path: Path, **settings: str) -> Path:
     return path
 
 
+def settings_of(env_file: Path) -> dict[str, str]:
+    """Every setting as lib.sh resolves it from ``env_file``."""
+    script = (
+        f"source {INFRA / 'lib.sh'}; load_settings {env_file}; "
+        'for k in "${SETTINGS[@]}"; do printf "%s=%s\\n" "$k" "${!k}"; done'
+    )
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def lib_check(check: str, stderr: str) -> bool:
+    """lib.sh's own verdict on a failed command's error output: does its ``check`` (``absent``:
+    "the resource does not exist"; ``denied``: "the caller lacks a permission") hold?"""
+    proc = subprocess.run(
+        ["bash", "-c", f"source {INFRA / 'lib.sh'}; {check}"],
+        input=stderr,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode == 0
+
+
 @pytest.fixture(scope="session")
 def gcloud_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gcloud-config")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import INFRA, ROOT, make_fake, project_id
+from tests.infra.conftest import INFRA, ROOT, make_fake, project_id, settings_of
 
 CONFIG = (ROOT / "cloudbuild.yaml").read_text()
 
@@ -76,22 +76,6 @@ def test_steps_in_order_on_one_pinned_image() -> None:
     ]
 
 
-def settings_of(directory: Path, env_file: Path) -> dict[str, str]:
-    """Every setting as lib.sh resolves it from ``env_file``."""
-    script = (
-        f"source {INFRA / 'lib.sh'}; load_settings {env_file}; "
-        'for k in "${SETTINGS[@]}"; do printf "%s=%s\\n" "$k" "${!k}"; done'
-    )
-    out = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
 def run_settings_step(
     tmp_path: Path,
     gcloud_config: Path,
@@ -135,7 +119,7 @@ def test_the_settings_come_whole_from_secret_manager(tmp_path: Path, gcloud_conf
     assert result.returncode == 0, result.stderr
     real = tmp_path / "real.env"
     real.write_text(REAL_SETTINGS)
-    assert settings_of(tmp_path, ci_env) == settings_of(tmp_path, real)
+    assert settings_of(ci_env) == settings_of(real)
     assert "deploying to demo-real-project in asia-northeast1" in result.stderr
 
 
@@ -151,12 +135,12 @@ def test_non_empty_substitutions_override_project_and_region_only(
     assert result.returncode == 0, result.stderr
     real = tmp_path / "real.env"
     real.write_text(REAL_SETTINGS)
-    expected = settings_of(tmp_path, real) | {
+    expected = settings_of(real) | {
         "PROJECT": "demo-other-project",
         "REGION": "us-central1",
         "SCHEDULER_LOCATION": "us-central1",
     }
-    assert settings_of(tmp_path, ci_env) == expected
+    assert settings_of(ci_env) == expected
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import (
-    INFRA,
     FakeGcloud,
     Result,
     base_env,
     gcloud_against_failing_api,
     is_mutation,
+    lib_check,
     make_fake,
     make_trap,
     project_id,
@@ -344,19 +343,6 @@ def is_read(argv: list[str]) -> bool:
     return bool({"describe", "list", "get-iam-policy"} & set(argv[:4]))
 
 
-def absent(stderr: str) -> bool:
-    """lib.sh's own verdict: does this error output say "the resource does not exist"?"""
-    check = subprocess.run(
-        ["bash", "-c", f"source {INFRA / 'lib.sh'}; absent"],
-        input=stderr,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert check.returncode in (0, 1), check.stderr
-    return check.returncode == 0
-
-
 def test_gcloud_accepts_every_command(every_command: list[list[str]], gcloud_config: Path) -> None:
     """gcloud checks arguments before calling an API: accepted means the API was reached."""
     outcomes = gcloud_against_failing_api(every_command, gcloud_config, 403)
@@ -367,7 +353,9 @@ def test_gcloud_accepts_every_command(every_command: list[list[str]], gcloud_con
         if o["exit"] != 1 or o["reached"] < 1
     ]
     assert not refused, "gcloud did not accept:\n" + "\n".join(refused)
-    denied = [o["argv"] for o in outcomes if is_read(o["argv"]) and absent(o["stderr"])]
+    denied = [
+        o["argv"] for o in outcomes if is_read(o["argv"]) and lib_check("absent", o["stderr"])
+    ]
     assert denied == []  # a permission error is never taken for "not there yet"
 
 
@@ -394,10 +382,10 @@ def test_every_read_tells_a_missing_resource_apart(
         or any(o["argv"][: len(words)] == words for words in project_lists)
     ]
     assert len(project_reads) >= 3
-    assert not [o["argv"] for o in project_reads if absent(o["stderr"])]
+    assert not [o["argv"] for o in project_reads if lib_check("absent", o["stderr"])]
     missed = [
         f"gcloud {shlex.join(o['argv'])}: {o['stderr'].strip()[-300:]}"
         for o in outcomes
-        if o not in project_reads and not absent(o["stderr"])
+        if o not in project_reads and not lib_check("absent", o["stderr"])
     ]
     assert not missed, "a 404 not recognised as absent:\n" + "\n".join(missed)

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.infra.conftest import (
-    INFRA,
     ROOT,
     FakeGcloud,
     TrapGcloud,
     base_env,
     gcloud_against_failing_api,
+    lib_check,
     make_fake,
     project_id,
     run_script,
@@ -162,22 +162,6 @@ def test_a_read_that_fails_otherwise_stops_before_adding(
     assert fake.state()["secrets"]["paynow-webhook-secret"]["versions"] == ["the-old-value"]
 
 
-def _verdicts(stderr: str) -> tuple[bool, bool]:
-    """lib.sh's (absent, denied) for an error output."""
-    out = []
-    for check in ("absent", "denied"):
-        proc = subprocess.run(
-            ["bash", "-c", f"source {INFRA / 'lib.sh'}; {check}"],
-            input=stderr,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode in (0, 1), proc.stderr
-        out.append(proc.returncode == 0)
-    return out[0], out[1]
-
-
 def test_the_real_gcloud_errors_of_a_version_read_are_told_apart(gcloud_config: Path) -> None:
     access = [
         "secrets",
@@ -190,5 +174,5 @@ def test_the_real_gcloud_errors_of_a_version_read_are_told_apart(gcloud_config: 
     (forbidden,) = gcloud_against_failing_api([access], gcloud_config, 403)
     (missing,) = gcloud_against_failing_api([access], gcloud_config, 404)
     assert forbidden["exit"] == missing["exit"] == 1
-    assert _verdicts(forbidden["stderr"]) == (False, True)
-    assert _verdicts(missing["stderr"]) == (True, False)
+    assert [lib_check(c, forbidden["stderr"]) for c in ("absent", "denied")] == [False, True]
+    assert [lib_check(c, missing["stderr"]) for c in ("absent", "denied")] == [True, False]

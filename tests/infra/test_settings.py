@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import EXAMPLE_ENV, INFRA, TrapGcloud, base_env, run_script
-
-
-def loaded(env_file: Path) -> dict[str, str]:
-    """Every setting as lib.sh resolves it from ``env_file``."""
-    script = (
-        f"source {INFRA / 'lib.sh'}; load_settings {env_file}; "
-        'for k in "${SETTINGS[@]}"; do printf "%s=%s\\n" "$k" "${!k}"; done'
-    )
-    out = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())
+from tests.infra.conftest import EXAMPLE_ENV, TrapGcloud, base_env, run_script, settings_of
 
 
 def test_example_lists_every_setting_with_its_default(tmp_path: Path) -> None:
-    example = loaded(EXAMPLE_ENV)
+    example = settings_of(EXAMPLE_ENV)
     keys_in_file = {
         line.split("=", 1)[0]
         for line in EXAMPLE_ENV.read_text().splitlines()
@@ -36,7 +20,7 @@ def test_example_lists_every_setting_with_its_default(tmp_path: Path) -> None:
     required = {k: example[k] for k in ("PROJECT", "REGION", "FIRESTORE_LOCATION")}
     minimal = tmp_path / "minimal.env"
     minimal.write_text("".join(f"{k}={v}\n" for k, v in required.items()))
-    defaults = loaded(minimal)
+    defaults = settings_of(minimal)
     example_scheduler = example.pop("SCHEDULER_LOCATION")
     assert defaults.pop("SCHEDULER_LOCATION") == example_scheduler == example["REGION"]
     assert defaults == example
