@@ -33,13 +33,24 @@ SOURCE_DIGEST=$(cd "$SOURCE_DIR" &&
 readonly SOURCE_DIGEST
 
 # deploy_if_changed NAME TARGET SA ACCESS TIMEOUT MAX_INSTANCES ENV...: deploy unless the
-# function is ACTIVE with the same digest (FN_STATE/FN_HASH from the last describe).
+# function is ACTIVE with the same digest (FN_STATE/FN_HASH from the last describe). A
+# WEBHOOK_MODE=MODE in ENV becomes what webhook_mode MODE decides (FN_SERVICE, same describe).
 deploy_if_changed() {
-  local name=$1 target=$2 sa=$3 access=$4 timeout=$5 max=$6 digest var
+  local name=$1 target=$2 sa=$3 access=$4 timeout=$5 max=$6 digest var env=() kept=()
   shift 6
+  # WEBHOOK_MODE is not part of the digest: once the webhook exists it is infra/set-mode.sh's
+  # to change, so a switch alone never makes the function look out of date.
   for var in "$@"; do
+    if [[ $var == WEBHOOK_MODE=* ]]; then
+      webhook_mode "${var#WEBHOOK_MODE=}"
+      var=WEBHOOK_MODE=$DEPLOY_MODE
+    else
+      kept+=("$var")
+    fi
     [[ $var != *,* ]] || die "environment value with a comma cannot be passed: ${var%%=*}"
+    env+=("$var")
   done
+  set -- "${env[@]}"
   local spec=(
     --gen2 --region="$REGION" --project="$PROJECT" --runtime="$RUNTIME"
     --entry-point="$target" --trigger-http "$access" --service-account="$sa"
@@ -49,10 +60,7 @@ deploy_if_changed() {
   if [[ -n $BUILD_SERVICE_ACCOUNT ]]; then
     spec+=(--build-service-account="projects/$PROJECT/serviceAccounts/$BUILD_SERVICE_ACCOUNT")
   fi
-  # WEBHOOK_MODE is not part of the digest: once the webhook exists it is infra/set-mode.sh's
-  # to change, so a switch alone never makes the function look out of date.
-  local hashed=() kept=() arg
-  for var in "$@"; do [[ $var == WEBHOOK_MODE=* ]] || kept+=("$var"); done
+  local hashed=() arg
   for arg in "${spec[@]}"; do
     [[ $arg == --set-env-vars=* ]] && arg="--set-env-vars=$(IFS=,; printf '%s' "${kept[*]}")"
     hashed+=("$arg")
@@ -90,21 +98,22 @@ common_env=(
   "MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS" "EVENT_TTL_DAYS=$EVENT_TTL_DAYS"
   "PAYNOW_USER_ID_KEY=$PAYNOW_USER_ID_KEY"
 )
-# webhook_mode: the WEBHOOK_MODE to deploy the webhook with, into DEPLOY_MODE. Once the
-# webhook's Cloud Run service exists, its live value: infra/set-mode.sh owns it from then on.
-# The settings file's value applies to the first deploy only.
+# webhook_mode MODE: the WEBHOOK_MODE to deploy the webhook with, into DEPLOY_MODE. Once the
+# webhook's Cloud Run service exists (FN_SERVICE, from deploy_function's describe), its live
+# value: infra/set-mode.sh owns it from then on. MODE, the settings file's value, applies to
+# the first deploy only.
 webhook_mode() {
-  DEPLOY_MODE=$WEBHOOK_MODE
-  describe_function "$WEBHOOK_FUNCTION" || return 0
+  local wanted=$1
+  DEPLOY_MODE=$wanted
   [[ -n $FN_SERVICE ]] || return 0
   service_state "$FN_SERVICE" || return 0
   if [[ $LIVE_MODE != sync && $LIVE_MODE != queue ]]; then
-    warn "the live webhook has WEBHOOK_MODE='$LIVE_MODE' (not sync or queue): deploying it with $WEBHOOK_MODE from $ENV_FILE"
+    warn "the live webhook has WEBHOOK_MODE='$LIVE_MODE' (not sync or queue): deploying it with $wanted from $ENV_FILE"
     return 0
   fi
   DEPLOY_MODE=$LIVE_MODE
-  if [[ $LIVE_MODE != "$WEBHOOK_MODE" ]]; then
-    note "$ENV_FILE says WEBHOOK_MODE=$WEBHOOK_MODE, the live webhook runs $LIVE_MODE: mode stays $LIVE_MODE; use infra/set-mode.sh to change it"
+  if [[ $LIVE_MODE != "$wanted" ]]; then
+    note "$ENV_FILE says WEBHOOK_MODE=$wanted, the live webhook runs $LIVE_MODE: mode stays $LIVE_MODE; use infra/set-mode.sh to change it"
   fi
 }
 
@@ -115,7 +124,6 @@ deploy_function "$WORKER_FUNCTION" "$WORKER_TARGET" "$WORKER_SA" --no-allow-unau
 deploy_function "$RECONCILE_FUNCTION" "$RECONCILE_TARGET" "$RECONCILE_SA" --no-allow-unauthenticated \
   "$RECONCILE_TIMEOUT_SECONDS" "$RECONCILE_MAX_INSTANCES" RECONCILE_AUDIENCE \
   "${common_env[@]}" PUSH_AUTH=oidc "SCHEDULER_SERVICE_ACCOUNT=$SCHEDULER_SA"
-webhook_mode
 deploy_function "$WEBHOOK_FUNCTION" "$WEBHOOK_TARGET" "$WEBHOOK_SA" --allow-unauthenticated \
   "$WEBHOOK_TIMEOUT_SECONDS" "$WEBHOOK_MAX_INSTANCES" '' \
-  "${common_env[@]}" "WEBHOOK_MODE=$DEPLOY_MODE" "PAYNOW_WEBHOOK_SECRET_ID=$SECRET_ID"
+  "${common_env[@]}" "WEBHOOK_MODE=$WEBHOOK_MODE" "PAYNOW_WEBHOOK_SECRET_ID=$SECRET_ID"

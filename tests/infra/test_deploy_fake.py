@@ -81,6 +81,7 @@ def story(tmp_path_factory: pytest.TempPathFactory, gcloud_config: Path) -> Iter
     s.chapters["after_switch"] = _chapter(s, "infra/deploy.sh")  # the file still says sync
     _drift(s)
     s.chapters["repair"] = _chapter(s, "infra/deploy.sh")
+    s.chapters["functions_again"] = _chapter(s, "infra/steps/functions.sh")
     yield s
 
 
@@ -291,6 +292,16 @@ def test_a_deploy_after_a_switch_keeps_the_live_mode_and_changes_nothing(story: 
         "use infra/set-mode.sh to change it"
     ) in " ".join(after.result.stderr.split())
     assert "The webhook runs WEBHOOK_MODE=queue." in after.result.stderr
+
+
+def test_the_functions_step_describes_each_function_once(story: Story) -> None:
+    """The webhook's live mode comes from the describe that decides whether to deploy it."""
+    again = story.chapters["functions_again"]
+    assert again.result.returncode == 0, again.result.output
+    assert again.mutations() == []
+    described = [c["argv"][2] for c in again.calls if c["argv"][:2] == ["functions", "describe"]]
+    assert described == ["paynow-worker", "paynow-reconcile", "paynow-webhook"]
+    assert "mode stays queue; use infra/set-mode.sh to change it" in again.result.stderr
 
 
 # --- the real gcloud accepts every command ---------------------------------------------
