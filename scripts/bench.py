@@ -59,8 +59,8 @@ from paynow.adapters import documents, firestore_store, pubsub_publisher
 from paynow.adapters.secrets import StaticSecrets
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
+from paynow.domain.records import FINAL_STATES
 from paynow.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from paynow.service.ports import FINAL_STATES
 from paynow.service.webhook import WebhookService
 
 from scripts import localstack, payloads
@@ -374,7 +374,7 @@ class Bench:
 
     def record(self, event: PayNowEvent, mode: str) -> dict[str, Any]:
         # The very document the webhook creates, so the floor writes what the code writes.
-        record: dict[str, Any] = self.store._new_record(event, mode)
+        record: dict[str, Any] = self.store._new_record(event, mode)()
         return record
 
     # floors: the code's clients, called directly
@@ -388,7 +388,8 @@ class Bench:
     def _queued_change(self, event: PayNowEvent, delta: int) -> tuple[Any, dict[str, Any]]:
         """The customer's queued count, moved in the same commit as the record (as the code)."""
         ref = self.db.collection(firestore_store.CUSTOMERS).document(str(event.customer_id))
-        return ref, documents.queued_change(firestore.Increment(delta), firestore.SERVER_TIMESTAMP)
+        change = documents.queued_change(delta, firestore.SERVER_TIMESTAMP)
+        return ref, {**change, "queued": firestore.Increment(delta)}
 
     def _create(self, event: PayNowEvent) -> None:
         batch = self.db.batch()

@@ -62,9 +62,11 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
     env = os.environ if env is None else env
     target = target if target is not None else env.get("FUNCTION_TARGET")
 
-    def text(name: str, default: str | None = None) -> str | None:
-        value = env.get(name, "").strip()
-        return value or default
+    def text(name: str) -> str | None:
+        return env.get(name, "").strip() or None
+
+    def text_or(name: str, default: str) -> str:
+        return text(name) or default
 
     def integer(name: str, default: int, low: int, high: int) -> int:
         raw = text(name)
@@ -99,9 +101,8 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
         raise ConfigError(
             f"PAYNOW_WEBHOOK_SECRET_ID must look like projects/P/secrets/S, got {secret_id!r}"
         )
-    user_id_key = text("PAYNOW_USER_ID_KEY", "user_id")
-    certs_url = text("OIDC_CERTS_URL", DEFAULT_CERTS_URL)
-    assert user_id_key is not None and certs_url is not None
+    user_id_key = text_or("PAYNOW_USER_ID_KEY", "user_id")
+    certs_url = text_or("OIDC_CERTS_URL", DEFAULT_CERTS_URL)
     if not certs_url.startswith(("https://", "http://")):
         raise ConfigError(f"OIDC_CERTS_URL must be an http(s) URL, got {certs_url!r}")
     settings = Settings(
@@ -112,8 +113,8 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
         webhook_secret_id=secret_id,
         signature_tolerance_seconds=integer("PAYNOW_SIGNATURE_TOLERANCE_SECONDS", 300, 1, 3600),
         user_id_key=user_id_key,
-        topic=text("PUBSUB_TOPIC", "paynow-events") or "paynow-events",
-        dlq_topic=text("PUBSUB_DLQ_TOPIC", "paynow-events-dlq") or "paynow-events-dlq",
+        topic=text_or("PUBSUB_TOPIC", "paynow-events"),
+        dlq_topic=text_or("PUBSUB_DLQ_TOPIC", "paynow-events-dlq"),
         push_audience=text("PUSH_AUDIENCE"),
         push_service_account=text("PUSH_SERVICE_ACCOUNT"),
         push_auth=push_auth,  # type: ignore[arg-type]

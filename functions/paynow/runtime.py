@@ -10,7 +10,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from paynow import config
-from paynow.config import Settings
+from paynow.config import ConfigError, Settings
 from paynow.service.reconcile import ReconcileService
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import WorkerService
@@ -52,9 +52,10 @@ def webhook() -> WebhookService:
     secrets: StaticSecrets | SecretManagerSecrets
     if s.webhook_secret:
         secrets = StaticSecrets(s.webhook_secret, s.webhook_secret_previous)
-    else:
-        assert s.webhook_secret_id is not None  # config.load requires one of the two
+    elif s.webhook_secret_id:
         secrets = SecretManagerSecrets(s.webhook_secret_id, s.webhook_secret_previous)
+    else:  # config.load refuses this for paynow_webhook; another target asked for the webhook
+        raise ConfigError("PAYNOW_WEBHOOK_SECRET or PAYNOW_WEBHOOK_SECRET_ID must be set")
     return WebhookService(s, store(), publisher(), secrets)
 
 
@@ -88,5 +89,6 @@ def _verifier(audience: str | None, email: str | None) -> OidcVerifier | None:
         return None
     from paynow.adapters.oidc import OidcVerifier
 
-    assert audience and email  # config.load requires them for the target being served
+    if not (audience and email):  # config.load requires them for the target it serves
+        raise ConfigError("an OIDC audience and service account must be set for this function")
     return OidcVerifier(audience, email, s.oidc_certs_url)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from paynow.adapters import documents
-from paynow.service.ports import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
+from paynow.domain.records import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
 
 from scripts.paynow_ops.clients import Ops, problem
 from scripts.paynow_ops.dead_letters import (

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from paynow.adapters import firestore_store, pubsub_publisher
-from paynow.service.ports import RECEIVED
+from paynow.domain.records import RECEIVED
 
 from scripts.paynow_ops.clients import (
     CALL_TIMEOUT_SECONDS,

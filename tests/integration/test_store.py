@@ -14,7 +14,7 @@ import pytest
 from google.cloud import firestore
 from paynow.adapters.firestore_store import CUSTOMERS, FirestoreEventStore
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
-from paynow.service.ports import BEHIND
+from paynow.domain.records import BEHIND
 
 from scripts import payloads
 from tests.integration.conftest import Stack

@@ -1,10 +1,11 @@
 """In-memory fakes of the service ports: an ``EventStore`` and a ``Publisher``.
 
-``FakeStore`` mirrors ``FirestoreEventStore`` field for field (the contract's
-collections and names) and runs the real ``points.needs`` / ``points.apply``,
-so service tests exercise the real rules. Everything a rule raises leaves the
-store untouched, like the Firestore transaction. Both fakes append to a shared
-``journal`` so tests can check the order of side effects across them.
+``FakeStore`` is storage only: the record-state decision (``records.decide``),
+the points rules (``points.needs`` / ``points.apply``) and the documents each
+outcome writes (``documents.*_writes``) are the very functions the Firestore
+store calls, so service tests exercise the real rules. Everything a rule raises
+leaves the store untouched, like the Firestore transaction. Both fakes append
+to a shared ``journal`` so tests can check the order of side effects across them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from paynow.adapters import documents
+from paynow.adapters.documents import Add, Write
 from paynow.domain import events as ev
-from paynow.domain import points
-from paynow.domain.errors import EventNotVisible, TransientError
+from paynow.domain import points, records
+from paynow.domain.errors import TransientError
 from paynow.domain.messages import DeadLetter, QueueMessage
-from paynow.service.ports import BEHIND, FINAL_STATES, RECEIVED, Processed
+from paynow.domain.records import RECEIVED, Processed, Step
 
 
 class FakeStore:
@@ -70,21 +72,40 @@ class FakeStore:
     def queued(self, customer_id: str) -> int:
         return documents.queued_count(self.customers.get(customer_id))
 
-    def _count_queued(self, customer_id: object, delta: int) -> None:
-        if isinstance(customer_id, str) and customer_id:
-            doc = self.customers.setdefault(customer_id, {"queued": 0})
-            doc.update(documents.queued_change(int(doc["queued"]) + delta, self._stamp()))
+    def _collection(self, path: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """The dict holding the document at ``path``, by the contract's collection names."""
+        if len(path) == 4 and path[0] == documents.USERS and path[2] == documents.LEDGER:
+            return self.ledger.setdefault(path[1], {})
+        tables = {
+            documents.EVENTS: self.events,
+            documents.USERS: self.users,
+            documents.ORDERS: self.orders,
+            documents.SUBSCRIPTIONS: self.subscriptions,
+            documents.CATALOG: self.catalog,
+            documents.CUSTOMERS: self.customers,
+        }
+        assert len(path) == 2, path
+        return tables[path[0]]
 
-    def _new_record(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
-        return documents.event_record(event, mode, self._stamp(), expire_at=None)
+    def _commit(self, writes: list[Write]) -> None:
+        for w in writes:
+            table, doc_id = self._collection(w.path), w.path[-1]
+            doc = {} if w.kind == "set" else table.setdefault(doc_id, {})
+            for key, value in w.fields.items():
+                doc[key] = (
+                    int(doc.get(key) or 0) + value.amount if isinstance(value, Add) else value
+                )
+            table[doc_id] = doc
+
+    def _new_record(self, event: ev.PayNowEvent, mode: str) -> documents.NewRecord:
+        return lambda: documents.event_record(event, mode, self._stamp(), expire_at=None)
 
     def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
         self.journal.append(f"store.record_received:{event.event_id}")
         existing = self.events.get(event.event_id)
         if existing is not None:
             return str(existing["status"])
-        self.events[event.event_id] = self._new_record(event, mode)
-        self._count_queued(event.customer_id, +1)
+        self._commit(documents.received_writes(event, self._new_record(event, mode), self._stamp()))
         return None
 
     def event_status(self, event_id: str) -> dict[str, Any] | None:
@@ -114,16 +135,14 @@ class FakeStore:
     ) -> Processed:
         self.journal.append(f"store.process:{event_id}")
         record = self.events.get(event_id)
-        if record is not None and record.get("status") in FINAL_STATES:
-            return Processed(status="duplicate")
-        customer_id = event.customer_id if event is not None else None
-        if behind_pending and customer_id and self.queued(customer_id) > 0:
-            received_at = record.get("receivedAt") if record is not None else None
-            if documents.has_earlier(event_id, received_at, self._pending_of(customer_id)):
-                return Processed(status=BEHIND)
+        customer_id = event.customer_id if event is not None and behind_pending else None
+        queued = bool(customer_id) and self.queued(str(customer_id)) > 0
+        pending = (lambda: self._pending_of(str(customer_id))) if queued else None
+        step = documents.step(event_id, record, event_in_hand=event is not None, pending=pending)
+        if step is not Step.APPLY:
+            return records.without_applying(step, event_id)
         if event is None:
-            if record is None:
-                raise EventNotVisible(f"event {event_id} has no record yet")
+            assert record is not None
             event = documents.event_from_record(event_id, record)
         need = points.needs(event)
         catalog = {
@@ -138,36 +157,12 @@ class FakeStore:
             else None
         )
         outcome = points.apply(event, catalog, order, sub)  # raises before any write
-        self._write(event, record, mode, outcome)
-        return Processed(status=outcome.status, outcome=outcome)
-
-    def _write(
-        self,
-        event: ev.PayNowEvent,
-        record: dict[str, Any] | None,
-        mode: str,
-        outcome: points.Outcome,
-    ) -> None:
-        now = self._stamp()
-        if outcome.ledger and outcome.user_id:
-            user = self.users.setdefault(outcome.user_id, {"points": 0})
-            user["points"] = int(user.get("points", 0)) + outcome.delta
-            user["updatedAt"] = now
-            self.ledger.setdefault(outcome.user_id, {})[event.event_id] = documents.ledger_entry(
-                event, outcome, now
+        self._commit(
+            documents.outcome_writes(
+                event, outcome, record, self._new_record(event, mode), self._stamp()
             )
-        if outcome.order is not None and outcome.order_id:
-            self.orders[outcome.order_id] = documents.order_document(outcome.order, now)
-        if outcome.subscription is not None:
-            sub_id, state = outcome.subscription
-            self.subscriptions[sub_id] = documents.subscription_document(state, now)
-        final = documents.processed_fields(event, outcome, now)
-        if record is None:
-            self.events[event.event_id] = {**self._new_record(event, mode), **final}
-        else:
-            if documents.counted_as_queued(record):
-                self._count_queued(record.get("customerId"), -1)
-            record.update(final)
+        )
+        return Processed(status=outcome.status, outcome=outcome)
 
     # --- failures --------------------------------------------------------------
 
@@ -175,16 +170,20 @@ class FakeStore:
         self, event: ev.PayNowEvent | None, event_id: str, mode: str, code: str, message: str
     ) -> None:
         self.journal.append(f"store.mark_dead_lettered:{event_id}")
+        new_record = self._new_record(event, mode) if event is not None else None
         record = self.events.get(event_id)
-        fields = documents.dead_lettered_fields(code, message, self._stamp())
+        self._commit(
+            documents.dead_letter_writes(event_id, record, new_record, code, message, self._stamp())
+        )
+
+    def reopen(self, event_id: str) -> str | None:
+        self.journal.append(f"store.reopen:{event_id}")
+        record = self.events.get(event_id)
         if record is None:
-            if event is None:
-                return
-            self.events[event_id] = {**self._new_record(event, mode), **fields}
-        elif record.get("status") not in FINAL_STATES:
-            if documents.counted_as_queued(record):
-                self._count_queued(record.get("customerId"), -1)
-            record.update(fields)
+            return None
+        writes = documents.reopen_writes(event_id, record, self._stamp())
+        self._commit(writes)
+        return RECEIVED if writes else str(record["status"])
 
     def record_failure(self, event_id: str, code: str, message: str) -> int:
         self.journal.append(f"store.record_failure:{event_id}")
@@ -198,7 +197,7 @@ class FakeStore:
     def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
         mine = self.events.get(event_id)
         received_at = mine.get("receivedAt") if mine is not None else None
-        return documents.has_earlier(event_id, received_at, self._pending_of(customer_id))
+        return records.has_earlier(event_id, received_at, self._pending_of(customer_id))
 
     def _pending_of(self, customer_id: str) -> list[tuple[str, object]]:
         return [

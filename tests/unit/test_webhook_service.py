@@ -20,8 +20,8 @@ from paynow.domain.errors import (
 )
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
-from paynow.service.ports import EventStore, Publisher
-from paynow.service.webhook import Accepted, SecretSource, WebhookService
+from paynow.service.ports import EventStore, Publisher, SecretSource
+from paynow.service.webhook import Accepted, WebhookService
 from pytest_mock import MockerFixture
 
 from scripts import payloads

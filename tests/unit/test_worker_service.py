@@ -270,10 +270,10 @@ def test_recovery_after_transient_failures_processes_once(
     failures = [Contention("busy")]
     real = p.store.process
 
-    def flaky(event: Any, event_id: str, mode: str) -> Any:
+    def flaky(event: Any, event_id: str, mode: str, **kw: Any) -> Any:
         if failures:
             raise failures.pop()
-        return real(event, event_id, mode)
+        return real(event, event_id, mode, **kw)
 
     mocker.patch.object(p.store, "process", side_effect=flaky)
     with pytest.raises(Contention):

@@ -7,17 +7,47 @@ passes ``SERVER_TIMESTAMP``, the fake a clock value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from paynow.domain import events as ev
-from paynow.domain import points
+from paynow.domain import points, records
 from paynow.domain.errors import EventMismatch
 from paynow.domain.messages import QueueMessage
-from paynow.service.ports import DEAD_LETTERED, RECEIVED
+from paynow.domain.records import DEAD_LETTERED, RECEIVED, is_final
 
+EVENTS = "webhookEvents"
+USERS = "users"
+LEDGER = "pointsLedger"
+ORDERS = "paynowOrders"
+SUBSCRIPTIONS = "paynowSubscriptions"
+CATALOG = "pointsCatalog"
+CUSTOMERS = "paynowCustomers"
+REJECTIONS = "rejectedPayloads"
 QUEUED_COUNTED = "queuedCounted"
+
+
+@dataclass(frozen=True)
+class Add:
+    """A stored integer moved by ``amount`` where it lies (Firestore's ``Increment``)."""
+
+    amount: int
+
+
+@dataclass(frozen=True)
+class Write:
+    """One document write of a commit: ``set`` replaces, ``merge`` merges, ``update`` changes
+    the named fields of a document that exists. ``path`` alternates collection and id."""
+
+    path: tuple[str, ...]
+    fields: dict[str, Any] = field(default_factory=dict)
+    kind: Literal["set", "merge", "update"] = "set"
+
+
+NewRecord = Callable[[], dict[str, Any]]
+"""Builds the full ``webhookEvents/{id}`` for an event that has no record yet."""
 
 
 def event_record(
@@ -56,21 +86,21 @@ def dead_lettered_fields(code: str, message: str, at: object) -> dict[str, Any]:
     }
 
 
-def has_earlier(event_id: str, received_at: object, pending: Iterable[tuple[str, object]]) -> bool:
-    """True when one of ``pending`` (id, ``receivedAt`` of a ``received`` record) may come first.
-
-    Another event is earlier when it was received before this one; when either time is
-    unknown (this event has no record yet, or a stored value is not a timestamp) waiting
-    behind it is the safe side.
-    """
-    for other_id, theirs in pending:
-        if other_id == event_id:
-            continue
-        if not (isinstance(theirs, datetime) and isinstance(received_at, datetime)):
-            return True
-        if theirs < received_at:
-            return True
-    return False
+def step(
+    event_id: str,
+    record: dict[str, Any] | None,
+    *,
+    event_in_hand: bool,
+    pending: Callable[[], records.Pending] | None,
+) -> records.Step:
+    """``records.decide`` over a stored record (None: the event has none yet)."""
+    return records.decide(
+        event_id,
+        record.get("status") if record is not None else None,
+        record.get("receivedAt") if record is not None else None,
+        event_in_hand=event_in_hand,
+        pending=pending,
+    )
 
 
 def counted_as_queued(record: dict[str, Any]) -> bool:
@@ -82,13 +112,106 @@ def counted_as_queued(record: dict[str, Any]) -> bool:
     return record.get("status") == RECEIVED and record.get(QUEUED_COUNTED) is True
 
 
-def queued_change(delta: object, at: object) -> dict[str, Any]:
+def queued_change(delta: int, at: object) -> dict[str, Any]:
     """The merge into ``paynowCustomers/{customerId}`` when a record enters or leaves ``received``.
 
     ``queued`` counts the customer's records in ``received``, so sync mode learns from one
     document read in its transaction whether any queued event could have to go first.
     """
-    return {"queued": delta, "updatedAt": at}
+    return {"queued": Add(delta), "updatedAt": at}
+
+
+def _queued_write(customer_id: object, delta: int, at: object) -> list[Write]:
+    if isinstance(customer_id, str) and customer_id:
+        return [Write((CUSTOMERS, customer_id), queued_change(delta, at), "merge")]
+    return []
+
+
+def received_writes(event: ev.PayNowEvent, new_record: NewRecord, at: object) -> list[Write]:
+    """A queued event's record and its customer's count: created together (``create``)."""
+    return [
+        Write((EVENTS, event.event_id), new_record()),
+        *_queued_write(event.customer_id, +1, at),
+    ]
+
+
+def outcome_writes(
+    event: ev.PayNowEvent,
+    outcome: points.Outcome,
+    record: dict[str, Any] | None,
+    new_record: NewRecord,
+    at: object,
+) -> list[Write]:
+    """Everything one processed event writes, in one commit: balance, ledger entry, order or
+    subscription, and its record's final state (created with it in sync mode)."""
+    writes: list[Write] = []
+    if outcome.ledger and outcome.user_id:
+        writes.append(
+            Write(
+                (USERS, outcome.user_id), {"points": Add(outcome.delta), "updatedAt": at}, "merge"
+            )
+        )
+        writes.append(
+            Write(
+                (USERS, outcome.user_id, LEDGER, event.event_id), ledger_entry(event, outcome, at)
+            )
+        )
+    if outcome.order is not None and outcome.order_id:
+        writes.append(Write((ORDERS, outcome.order_id), order_document(outcome.order, at)))
+    if outcome.subscription is not None:
+        sub_id, state = outcome.subscription
+        writes.append(Write((SUBSCRIPTIONS, sub_id), subscription_document(state, at)))
+    return writes + _finish(
+        event.event_id, record, new_record, processed_fields(event, outcome, at), at
+    )
+
+
+def dead_letter_writes(
+    event_id: str,
+    record: dict[str, Any] | None,
+    new_record: NewRecord | None,
+    code: str,
+    message: str,
+    at: object,
+) -> list[Write]:
+    """Marking an event ``dead_lettered``; nothing for one already final, or with no record
+    and no event to record (its DLQ message is then the only trace)."""
+    if is_final(record.get("status") if record is not None else None):
+        return []
+    if record is None and new_record is None:
+        return []
+    fields = dead_lettered_fields(code, message, at)
+    return _finish(event_id, record, new_record or dict, fields, at)
+
+
+def _finish(
+    event_id: str,
+    record: dict[str, Any] | None,
+    new_record: NewRecord,
+    final: dict[str, Any],
+    at: object,
+) -> list[Write]:
+    """The record leaves ``received`` (or is created final), with its customer's count."""
+    if record is None:
+        return [Write((EVENTS, event_id), {**new_record(), **final})]
+    writes = [Write((EVENTS, event_id), final, "update")]
+    if counted_as_queued(record):
+        writes += _queued_write(record.get("customerId"), -1, at)
+    return writes
+
+
+def reopen_writes(event_id: str, record: dict[str, Any], at: object) -> list[Write]:
+    """A replay's reset: a dead letter goes back to ``received`` (and into its customer's
+    count), one still ``received`` starts its attempts again; final ones stay as they are."""
+    status = record.get("status")
+    if status == DEAD_LETTERED:
+        customer_id = record.get("customerId")
+        counted = isinstance(customer_id, str) and bool(customer_id)
+        fields = {"status": RECEIVED, "attempts": 0, "processedAt": None, QUEUED_COUNTED: counted}
+        return [Write((EVENTS, event_id), fields, "update"), *_queued_write(customer_id, +1, at)]
+    if status == RECEIVED:
+        return [Write((EVENTS, event_id), {"attempts": 0, "lastError": None}, "update")]
+    return []
 
 
 def is_int(value: object) -> bool:

@@ -22,27 +22,26 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from paynow.adapters import documents
+from paynow.adapters.documents import (
+    CATALOG,
+    CUSTOMERS,
+    EVENTS,
+    LEDGER,
+    ORDERS,
+    REJECTIONS,
+    SUBSCRIPTIONS,
+    USERS,
+    Add,
+    Write,
+)
 from paynow.adapters.google_errors import calling
 from paynow.domain import events as ev
-from paynow.domain import points
-from paynow.domain.errors import EventNotVisible
+from paynow.domain import points, records
 from paynow.domain.messages import QueueMessage
-from paynow.service.ports import (
-    BEHIND,
-    DEAD_LETTERED,
-    FINAL_STATES,
-    RECEIVED,
-    Processed,
-)
+from paynow.domain.records import RECEIVED, Processed, Step
 
-EVENTS = "webhookEvents"
-USERS = "users"
-LEDGER = "pointsLedger"
-ORDERS = "paynowOrders"
-SUBSCRIPTIONS = "paynowSubscriptions"
-CATALOG = "pointsCatalog"
-CUSTOMERS = "paynowCustomers"
-REJECTIONS = "rejectedPayloads"
+__all__ = ["CATALOG", "CUSTOMERS", "EVENTS", "LEDGER", "ORDERS", "REJECTIONS", "SUBSCRIPTIONS"]
+__all__ += ["USERS", "FirestoreEventStore", "client"]
 CALL_TIMEOUT_SECONDS = 10.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
 _RETRY = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS)
@@ -82,18 +81,31 @@ class FirestoreEventStore:
     def _customer_ref(self, customer_id: str) -> Any:
         return self._db.collection(CUSTOMERS).document(customer_id)
 
-    def _count_queued(self, writer: Any, customer_id: object, delta: int) -> None:
-        """Move ``paynowCustomers/{c}.queued`` with a record entering or leaving ``received``."""
-        if isinstance(customer_id, str) and customer_id:
-            writer.set(
-                self._customer_ref(customer_id),
-                documents.queued_change(firestore.Increment(delta), firestore.SERVER_TIMESTAMP),
-                merge=True,
-            )
-
-    def _new_record(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
+    def _new_record(self, event: ev.PayNowEvent, mode: str) -> documents.NewRecord:
         expire_at = datetime.now(UTC) + self._ttl
-        return documents.event_record(event, mode, firestore.SERVER_TIMESTAMP, expire_at)
+        return lambda: documents.event_record(event, mode, firestore.SERVER_TIMESTAMP, expire_at)
+
+    def _ref(self, path: tuple[str, ...]) -> Any:
+        """The document at ``path`` (collection, id, subcollection, id, ...)."""
+        ref: Any = self._db
+        for collection, doc_id in zip(path[::2], path[1::2], strict=True):
+            ref = ref.collection(collection).document(doc_id)
+        return ref
+
+    def _commit(self, writer: Any, writes: list[Write], *, create: bool = False) -> None:
+        """Put ``writes`` on a batch or transaction; ``create`` makes the first one a create."""
+        for i, w in enumerate(writes):
+            ref = self._ref(w.path)
+            fields = {
+                k: firestore.Increment(v.amount) if isinstance(v, Add) else v
+                for k, v in w.fields.items()
+            }
+            if create and i == 0:
+                writer.create(ref, fields)
+            elif w.kind == "update":
+                writer.update(ref, fields)
+            else:
+                writer.set(ref, fields, merge=w.kind == "merge")
 
     def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
         ref = self._event_ref(event.event_id)
@@ -103,8 +115,10 @@ class FirestoreEventStore:
                 try:
                     # The record and its customer's queued count, in one commit.
                     batch = self._db.batch()
-                    batch.create(ref, self._new_record(event, mode))
-                    self._count_queued(batch, event.customer_id, +1)
+                    writes = documents.received_writes(
+                        event, self._new_record(event, mode), firestore.SERVER_TIMESTAMP
+                    )
+                    self._commit(batch, writes, create=True)
                     batch.commit(**_CREATE)
                     return None
                 except gexc.AlreadyExists:
@@ -180,15 +194,13 @@ class FirestoreEventStore:
             record = docs[event_ref.path]
         else:
             record = _read(txn, [event_ref])[event_ref.path]
-        if record is not None and record.get("status") in FINAL_STATES:
-            return Processed(status="duplicate")
-        if customer and documents.queued_count(docs[self._customer_ref(customer).path]) > 0:
-            received_at = record.get("receivedAt") if record is not None else None
-            if documents.has_earlier(event_id, received_at, self._pending_of(customer)):
-                return Processed(status=BEHIND)
+        queued = bool(customer) and documents.queued_count(docs[counter[0].path]) > 0
+        pending = (lambda: self._pending_of(str(customer))) if queued else None
+        step = documents.step(event_id, record, event_in_hand=given is not None, pending=pending)
+        if step is not Step.APPLY:
+            return records.without_applying(step, event_id)
         if given is None:
-            if record is None:
-                raise EventNotVisible(f"event {event_id} has no record yet")
+            assert record is not None  # decide: no record without the event is NOT_VISIBLE
             event = documents.event_from_record(event_id, record)
             refs = self._state_refs(points.needs(event))
             docs = _read(txn, refs.all)
@@ -202,7 +214,10 @@ class FirestoreEventStore:
         order = documents.order_state(docs[refs.order.path]) if refs.order else None
         sub = documents.subscription_state(docs[refs.sub.path]) if refs.sub else None
         outcome = points.apply(event, catalog, order, sub)
-        self._write(txn, event, event_ref, record, mode, outcome)
+        writes = documents.outcome_writes(
+            event, outcome, record, self._new_record(event, mode), firestore.SERVER_TIMESTAMP
+        )
+        self._commit(txn, writes)
         return Processed(status=outcome.status, outcome=outcome)
 
     def _state_refs(self, need: points.Needs) -> _StateRefs:
@@ -214,46 +229,6 @@ class FirestoreEventStore:
             else None,
         )
 
-    def _write(
-        self,
-        txn: Any,
-        event: ev.PayNowEvent,
-        event_ref: Any,
-        record: dict[str, Any] | None,
-        mode: str,
-        outcome: points.Outcome,
-    ) -> None:
-        now = firestore.SERVER_TIMESTAMP
-        if outcome.ledger and outcome.user_id:
-            user_ref = self._db.collection(USERS).document(outcome.user_id)
-            txn.set(
-                user_ref,
-                {"points": firestore.Increment(outcome.delta), "updatedAt": now},
-                merge=True,
-            )
-            txn.set(
-                user_ref.collection(LEDGER).document(event.event_id),
-                documents.ledger_entry(event, outcome, now),
-            )
-        if outcome.order is not None and outcome.order_id:
-            txn.set(
-                self._db.collection(ORDERS).document(outcome.order_id),
-                documents.order_document(outcome.order, now),
-            )
-        if outcome.subscription is not None:
-            sub_id, state = outcome.subscription
-            txn.set(
-                self._db.collection(SUBSCRIPTIONS).document(sub_id),
-                documents.subscription_document(state, now),
-            )
-        final = documents.processed_fields(event, outcome, now)
-        if record is None:
-            txn.set(event_ref, {**self._new_record(event, mode), **final})
-        else:
-            txn.update(event_ref, final)
-            if documents.counted_as_queued(record):
-                self._count_queued(txn, record.get("customerId"), -1)
-
     # --- failures ---------------------------------------------------------
 
     def mark_dead_lettered(
@@ -263,15 +238,11 @@ class FirestoreEventStore:
 
         def mark(txn: Any) -> None:
             record = _read(txn, [ref])[ref.path]
-            fields = documents.dead_lettered_fields(code, message, firestore.SERVER_TIMESTAMP)
-            if record is None:
-                if event is None:
-                    return  # nothing to mark: the DLQ message is the only trace
-                txn.set(ref, {**self._new_record(event, mode), **fields})
-            elif record.get("status") not in FINAL_STATES:
-                txn.update(ref, fields)
-                if documents.counted_as_queued(record):
-                    self._count_queued(txn, record.get("customerId"), -1)
+            new_record = self._new_record(event, mode) if event is not None else None
+            at = firestore.SERVER_TIMESTAMP
+            self._commit(
+                txn, documents.dead_letter_writes(event_id, record, new_record, code, message, at)
+            )
 
         with calling("Firestore"):
             firestore.transactional(mark)(self._db.transaction())
@@ -292,24 +263,9 @@ class FirestoreEventStore:
             record = _read(txn, [ref])[ref.path]
             if record is None:
                 return None
-            if record.get("status") == DEAD_LETTERED:
-                customer_id = record.get("customerId")
-                counted = isinstance(customer_id, str) and bool(customer_id)
-                txn.update(
-                    ref,
-                    {
-                        "status": RECEIVED,
-                        "attempts": 0,
-                        "processedAt": None,
-                        documents.QUEUED_COUNTED: counted,
-                    },
-                )
-                self._count_queued(txn, customer_id, +1)
-                return RECEIVED
-            if record.get("status") == RECEIVED:
-                txn.update(ref, {"attempts": 0, "lastError": None})
-                return RECEIVED
-            return str(record.get("status"))
+            writes = documents.reopen_writes(event_id, record, firestore.SERVER_TIMESTAMP)
+            self._commit(txn, writes)
+            return RECEIVED if writes else str(record.get("status"))
 
         with calling("Firestore"):
             result: str | None = firestore.transactional(reopen)(self._db.transaction())
@@ -341,7 +297,7 @@ class FirestoreEventStore:
                 return False
             mine = self._event_ref(event_id).get(field_paths=["receivedAt"], **_CALL)
         received_at = mine.get("receivedAt") if mine.exists else None
-        return documents.has_earlier(event_id, received_at, pending)
+        return records.has_earlier(event_id, received_at, pending)
 
     def _pending_of(self, customer_id: str) -> list[tuple[str, object]]:
         """(id, receivedAt) of this customer's ``received`` events (a bounded sample).

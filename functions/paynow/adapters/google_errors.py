@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from google.api_core import exceptions as gexc
-from google.cloud.pubsub_v1.publisher.exceptions import PublishToPausedOrderingKeyException
 
 from paynow.domain.errors import (
     Contention,
@@ -26,8 +25,6 @@ def as_transient(exc: BaseException, what: str) -> TransientError:
         return Contention(f"{what}: transaction contention")
     if isinstance(exc, gexc.DeadlineExceeded | concurrent.futures.TimeoutError | TimeoutError):
         return DeadlineExceeded(f"{what}: deadline exceeded")
-    if isinstance(exc, PublishToPausedOrderingKeyException):
-        return DependencyUnavailable(f"{what} unavailable (ordering key paused)")
     name = type(exc).__name__
     return DependencyUnavailable(f"{what} unavailable ({name})")
 
@@ -50,6 +47,5 @@ def calling(what: str) -> Iterator[None]:
         TimeoutError,
         ConnectionError,
         ValueError,
-        PublishToPausedOrderingKeyException,
     ) as exc:
         raise as_transient(exc, what) from exc

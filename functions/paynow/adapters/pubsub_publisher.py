@@ -18,6 +18,7 @@ from google.cloud.pubsub_v1.publisher.exceptions import PublishToPausedOrderingK
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from paynow.adapters.google_errors import calling
+from paynow.domain.errors import DependencyUnavailable
 from paynow.domain.messages import DeadLetter, QueueMessage
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -55,7 +56,12 @@ class PubSubPublisher:
                 # A failed publish paused the key and its resume below has not run yet
                 # (it runs on the publisher's thread): resume now and try once more.
                 self._client.resume_publish(self._topic, key)
-                future = self._publish(message)
+                try:
+                    future = self._publish(message)
+                except PublishToPausedOrderingKeyException as exc:
+                    raise DependencyUnavailable(
+                        "Pub/Sub unavailable (ordering key paused)"
+                    ) from exc
 
         def resume_on_failure(done: Future[str]) -> None:
             if done.exception() is not None:

@@ -5,30 +5,22 @@ The Firestore and Pub/Sub adapters implement these; unit tests use fakes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from paynow.domain.events import PayNowEvent
 from paynow.domain.messages import DeadLetter, QueueMessage
-from paynow.domain.points import Outcome
-
-# The event record state machine: received -> processed | ignored | dead_lettered
-RECEIVED = "received"
-PROCESSED = "processed"
-IGNORED = "ignored"
-DEAD_LETTERED = "dead_lettered"
-FINAL_STATES = frozenset({PROCESSED, IGNORED, DEAD_LETTERED})
-# Not a state: what ``process`` answers when it left the event for an earlier one to go first.
-BEHIND = "behind"
+from paynow.domain.records import Processed
 
 
-@dataclass(frozen=True)
-class Processed:
-    """Result of one processing transaction: ``status`` is the event's state after it."""
+class SecretSource(Protocol):
+    """The webhook signing secrets in force (see ``adapters.secrets``)."""
 
-    status: str  # processed | ignored | duplicate | behind
-    outcome: Outcome | None = None
+    def current(self) -> tuple[str, ...]:
+        """Every secret a signature may match now."""
+
+    def refresh(self) -> bool:
+        """Re-read after a signature matched none; True when something new was found."""
 
 
 class EventStore(Protocol):
@@ -57,6 +49,9 @@ class EventStore(Protocol):
         self, event: PayNowEvent | None, event_id: str, mode: str, code: str, message: str
     ) -> None:
         """Move a not-yet-final event to ``dead_lettered`` with its last error."""
+
+    def reopen(self, event_id: str) -> str | None:
+        """Ready an event for a replay; its status after (``received``: publish it), or None."""
 
     def record_failure(self, event_id: str, code: str, message: str) -> int:
         """Count a failed attempt on the record; return the attempts so far."""

@@ -12,31 +12,23 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from paynow.config import Settings
 from paynow.domain import signature
 from paynow.domain.errors import (
-    AwaitingEarlierEvent,
     EventMismatch,
     InvalidPayload,
     InvalidSignature,
-    NoUserId,
-    OrderNotFound,
     TerminalError,
     TransientError,
 )
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
-from paynow.domain.points import may_await_earlier_event
+from paynow.domain.records import BEHIND, FINAL_STATES, RECEIVED
 from paynow.observability import QUEUE_PUBLISH_LATENCY, QUEUE_PUBLISHED, elapsed_ms, log
 from paynow.service.dead_letter import dead_letter
-from paynow.service.ports import BEHIND, FINAL_STATES, RECEIVED, EventStore, Publisher
-
-
-class SecretSource(Protocol):
-    def current(self) -> tuple[str, ...]: ...
-    def refresh(self) -> bool: ...
+from paynow.service.ordering import process_in_order
+from paynow.service.ports import EventStore, Publisher, SecretSource
 
 
 @dataclass(frozen=True)
@@ -66,6 +58,11 @@ class WebhookService:
     def accept(self, raw: bytes, sig: str | None, timestamp: str | None) -> Accepted:
         """Verify, parse and record one webhook, or raise the error that says why not."""
         self._verify(raw, sig, timestamp)
+        return self.ingest(raw)
+
+    def ingest(self, raw: bytes) -> Accepted:
+        """Parse and record a body already known to come from PayNow (signed, or read from
+        its Management API), through the same dedupe and ordering as every webhook."""
         try:
             envelope = parse_envelope(raw)
         except InvalidPayload as exc:
@@ -148,28 +145,22 @@ class WebhookService:
             raise
 
     def _process_now(self, event: PayNowEvent) -> Accepted:
-        mode = self._settings.webhook_mode
         try:
-            try:
-                # An earlier event of this customer may still be queued (accepted before a
-                # switch to sync mode): processing this one now would overtake it.
-                result = self._store.process(
-                    event, event.event_id, mode, behind_pending=event.handled
-                )
-                if result.status == BEHIND:
-                    return self._enqueue(event)
-            except (OrderNotFound, NoUserId) as exc:
-                if not (may_await_earlier_event(exc, event.event_type) and event.customer_id):
-                    raise
-                if self._store.has_pending_predecessor(event.event_id, event.customer_id):
-                    raise AwaitingEarlierEvent(
-                        "an earlier event of this customer is still queued"
-                    ) from exc
-                # No predecessor pending now: one may have committed between our read and the
-                # query. Its status and its order are one transaction, so a second look is final.
-                result = self._store.process(event, event.event_id, mode)
+            # An earlier event of this customer may still be queued (accepted before a
+            # switch to sync mode): processing this one now would overtake it.
+            result = process_in_order(
+                self._store,
+                event,
+                event.event_id,
+                event.event_type,
+                event.customer_id,
+                self._settings.webhook_mode,
+                behind_pending=event.handled,
+            )
         except TerminalError as exc:
             return self._dead_letter(event, exc, data=QueueMessage.for_event(event).data())
+        if result.status == BEHIND:
+            return self._enqueue(event)
         return Accepted(result.status, event.event_id)
 
     def _dead_letter(self, event: PayNowEvent, error: TerminalError, data: bytes) -> Accepted:

@@ -18,12 +18,9 @@ from datetime import UTC, datetime
 from paynow.config import Settings
 from paynow.domain.errors import (
     AttemptsExhausted,
-    AwaitingEarlierEvent,
     EventNotFound,
     EventNotVisible,
     InvalidMessage,
-    NoUserId,
-    OrderNotFound,
     PipelineError,
     TerminalError,
     TransientError,
@@ -31,7 +28,6 @@ from paynow.domain.errors import (
 )
 from paynow.domain.events import is_valid_id
 from paynow.domain.messages import PushDelivery, QueueMessage, decode_push
-from paynow.domain.points import may_await_earlier_event
 from paynow.observability import (
     WORKER_FAILURES,
     WORKER_LATENCY,
@@ -40,6 +36,7 @@ from paynow.observability import (
     log,
 )
 from paynow.service.dead_letter import dead_letter
+from paynow.service.ordering import process_in_order
 from paynow.service.ports import EventStore, Publisher
 
 # A message whose event record is still missing this long after publishing is
@@ -117,23 +114,19 @@ class WorkerService:
 
     def _process(self, message: QueueMessage, delivery: PushDelivery) -> Handled:
         try:
-            processed = self._store.process(None, message.event_id, "queue")
+            processed = process_in_order(
+                self._store,
+                None,
+                message.event_id,
+                message.event_type,
+                message.customer_id,
+                "queue",
+            )
         except EventNotVisible as exc:
             age = self._age_ms(delivery)
             if age is not None and age > EVENT_VISIBILITY_GRACE_SECONDS * 1000:
                 raise EventNotFound(f"event {message.event_id} was never recorded") from exc
             raise
-        except (OrderNotFound, NoUserId) as exc:
-            # Pub/Sub orders per key, but not across redeliveries: wait for a queued predecessor.
-            if not (may_await_earlier_event(exc, message.event_type) and message.customer_id):
-                raise
-            if self._store.has_pending_predecessor(message.event_id, message.customer_id):
-                raise AwaitingEarlierEvent(
-                    "an earlier event of this customer is still queued"
-                ) from exc
-            # No predecessor pending now: one may have committed between our read and the
-            # query. Its status and its order are one transaction, so a second look is final.
-            processed = self._store.process(None, message.event_id, "queue")
         return Handled(processed.status, message.event_id)
 
     def _after_transient(
