@@ -77,7 +77,7 @@ def reversal(
     body = doc["body"]
     body["id"] = reversal_id
     body["order_id"] = order_id
-    body["amount"] = amount
+    body["amount"] = body["store_refund_amount"] = amount
     _customer(doc, customer_id)
     return doc
 

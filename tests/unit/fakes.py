@@ -194,10 +194,21 @@ class FakeStore:
         record["lastError"] = {"code": code, "message": message}
         return int(record["attempts"])
 
-    def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
+    def has_pending_predecessor(
+        self, event_id: str, customer_id: str | None, order_id: str | None = None
+    ) -> bool:
         mine = self.events.get(event_id)
         received_at = mine.get("receivedAt") if mine is not None else None
-        return records.has_earlier(event_id, received_at, self._pending_of(customer_id))
+        pending = [
+            (other_id, record.get("receivedAt"))
+            for other_id, record in self.events.items()
+            if record.get("status") == RECEIVED
+            and (
+                (customer_id and record.get("customerId") == customer_id)
+                or (order_id and (record.get("data") or {}).get("orderId") == order_id)
+            )
+        ]
+        return records.has_earlier(event_id, received_at, pending)
 
     def _pending_of(self, customer_id: str) -> list[tuple[str, object]]:
         return [

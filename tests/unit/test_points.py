@@ -10,13 +10,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paynow.domain import points
-from paynow.domain.errors import EventMismatch, NoUserId, OrderNotFound, UnknownProduct
+from paynow.domain.errors import (
+    ChargebackNotFound,
+    EventMismatch,
+    NoUserId,
+    OrderNotFound,
+    UnknownProduct,
+)
 from paynow.domain.events import (
+    Chargeback,
+    ChargebackClosed,
     EventType,
     OrderCompleted,
     OrderLine,
     PayNowEvent,
-    Reversal,
+    Refund,
     SubscriptionChange,
 )
 
@@ -46,8 +54,30 @@ def reversal_event(
     currency: str = "usd",
     order_id: str = "o1",
 ) -> PayNowEvent:
-    details = Reversal(f"r-{event_id}", order_id, amount, currency)
+    details: Refund | Chargeback
+    if kind == EventType.CHARGEBACK:
+        details = Chargeback(f"r-{event_id}", order_id)
+    else:
+        details = Refund(f"r-{event_id}", order_id, amount, currency, "completed")
     return PayNowEvent(event_id, kind, "cust-7", None, details)
+
+
+def refund_event(
+    amount: int, event_id: str = "e-refund", refund_id: str | None = None, status: str = "completed"
+) -> PayNowEvent:
+    details = Refund(refund_id or f"r-{event_id}", "o1", amount, "usd", status)
+    return PayNowEvent(event_id, EventType.REFUND, None, None, details)
+
+
+def chargeback_event(event_id: str = "e-cb", payment_id: str = "pay-1") -> PayNowEvent:
+    return PayNowEvent(event_id, EventType.CHARGEBACK, None, None, Chargeback(payment_id, "o1"))
+
+
+def close_event(
+    outcome: str = "won", event_id: str = "e-close", payment_id: str = "pay-1"
+) -> PayNowEvent:
+    details = ChargebackClosed(payment_id, "o1", outcome)
+    return PayNowEvent(event_id, EventType.CHARGEBACK_CLOSED, None, None, details)
 
 
 def subscription_event(
@@ -156,7 +186,9 @@ def test_full_refund_reverses_everything() -> None:
     assert outcome.user_id == "user-42"
     assert outcome.order_id == "o1"
     assert outcome.ledger
-    assert outcome.order == replace(credited(), refunded_amount=1397, points_reversed=750)
+    assert outcome.order == replace(
+        credited(), refunded_amount=1397, points_reversed=750, refund_ids=("r-e-refund",)
+    )
 
 
 def test_partial_refund_reverses_floor_of_the_share() -> None:
@@ -246,10 +278,36 @@ def test_refund_of_unknown_order_is_order_not_found() -> None:
     assert info.value.code == "order_not_found"
 
 
-@pytest.mark.parametrize("kind", [EventType.REFUND, EventType.CHARGEBACK])
-def test_reversal_in_another_currency_is_event_mismatch(kind: str) -> None:
+def test_refund_in_another_currency_is_event_mismatch() -> None:
     with pytest.raises(EventMismatch):
-        points.apply(reversal_event(100, kind=kind, currency="eur"), {}, credited(), None)
+        points.apply(reversal_event(100, currency="eur"), {}, credited(), None)
+
+
+@pytest.mark.parametrize("status", ["created", "approved", "processing", "canceled", "failed"])
+def test_a_refund_that_is_not_completed_is_ignored_and_reads_nothing(status: str) -> None:
+    event = refund_event(333, status=status)
+    assert points.needs(event) == points.Needs()
+    outcome = points.apply(event, {}, None, None)  # no order needed, none read
+    assert outcome.status == "ignored"
+    assert outcome.reason == f"refund {status}: only a completed refund moves points"
+    assert outcome.delta == 0 and not outcome.ledger and outcome.order is None
+
+
+def test_one_refund_id_moves_points_once_whatever_event_carries_it() -> None:
+    first = points.apply(refund_event(333, event_id="e1", refund_id="rf-9"), {}, credited(), None)
+    assert first.delta == -(750 * 333 // 1397)
+    assert first.order is not None and first.order.refund_ids == ("rf-9",)
+    again = points.apply(refund_event(333, event_id="e2", refund_id="rf-9"), {}, first.order, None)
+    assert again.status == "ignored"
+    assert again.reason == "refund rf-9 was already applied"
+    assert again.delta == 0 and again.order is None and not again.ledger
+
+
+def test_a_failed_refund_then_its_completed_delivery_moves_points_once() -> None:
+    failed = points.apply(refund_event(1397, event_id="e1", status="failed"), {}, credited(), None)
+    assert failed.order is None
+    done = points.apply(refund_event(1397, event_id="e2", refund_id="r-e1"), {}, credited(), None)
+    assert done.delta == -750
 
 
 # --- chargebacks -------------------------------------------------------------------
@@ -279,6 +337,101 @@ def test_refund_after_chargeback_moves_nothing() -> None:
     assert refund.ledger
     assert refund.order is not None
     assert refund.order.points_reversed == 750
+
+
+def test_the_same_chargeback_under_another_event_id_moves_nothing() -> None:
+    first = points.apply(chargeback_event("e1"), {}, credited(), None)
+    again = points.apply(chargeback_event("e2"), {}, first.order, None)
+    assert again.status == "ignored"
+    assert again.reason == "chargeback of payment pay-1 was already applied"
+    assert again.delta == 0 and again.order is None
+
+
+# --- chargebacks closed -------------------------------------------------------------
+
+
+def test_a_won_close_gives_back_exactly_what_the_chargeback_took_once() -> None:
+    refund = points.apply(refund_event(398), {}, credited(), None)  # -213
+    chargeback = points.apply(chargeback_event(), {}, refund.order, None)
+    assert chargeback.delta == -(750 - 213)
+    won = points.apply(close_event("won"), {}, chargeback.order, None)
+    assert won.status == "processed"
+    assert won.delta == 750 - 213
+    assert won.ledger and won.user_id == "user-42"
+    assert won.reason == "chargeback won: points given back"
+    assert won.order is not None
+    assert won.order.points_reversed == 213  # the refund still stands
+    again = points.apply(close_event("won", event_id="e-close-2"), {}, won.order, None)
+    assert again.status == "ignored" and again.delta == 0
+    assert again.reason == "chargeback of payment pay-1 was already closed"
+
+
+@pytest.mark.parametrize("outcome", ["lost", "pending", "none", "weird"])
+def test_a_close_the_store_did_not_win_is_ignored_and_reads_nothing(outcome: str) -> None:
+    event = close_event(outcome)
+    assert points.needs(event) == points.Needs()
+    result = points.apply(event, {}, None, None)
+    assert result.status == "ignored"
+    assert result.reason == f"chargeback closed {outcome}: no points given back"
+
+
+def test_a_won_close_before_its_order_or_its_chargeback_may_be_waiting() -> None:
+    assert points.needs(close_event()) == points.Needs(order_id="o1")
+    with pytest.raises(OrderNotFound) as no_order:
+        points.apply(close_event(), {}, None, None)
+    with pytest.raises(ChargebackNotFound) as no_chargeback:
+        points.apply(close_event(), {}, credited(), None)
+    assert no_chargeback.value.code == "chargeback_not_found"
+    assert no_chargeback.value.order_id == no_order.value.order_id == "o1"
+    for error in (no_order.value, no_chargeback.value):
+        assert points.may_await_earlier_event(error, EventType.CHARGEBACK_CLOSED)
+
+
+def test_a_won_close_matches_the_only_open_chargeback_when_its_payment_id_differs() -> None:
+    chargeback = points.apply(chargeback_event(payment_id="pay-1"), {}, credited(), None)
+    won = points.apply(close_event(payment_id="pay-other"), {}, chargeback.order, None)
+    assert won.delta == 750
+
+
+def test_a_refund_during_the_dispute_is_not_given_back_by_the_won_close() -> None:
+    chargeback = points.apply(chargeback_event(), {}, credited(), None)
+    refund = points.apply(refund_event(1397), {}, chargeback.order, None)
+    assert refund.delta == 0  # nothing left to reverse while disputed
+    won = points.apply(close_event(), {}, refund.order, None)
+    assert won.delta == 0  # the whole order is refunded now
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("refund"), st.integers(min_value=0, max_value=2000)),
+            st.tuples(st.just("chargeback"), st.sampled_from(["pay-1", "pay-2"])),
+            st.tuples(st.just("close"), st.sampled_from(["pay-1", "pay-2"])),
+        ),
+        max_size=12,
+    )
+)
+def test_reversals_in_any_order_keep_the_order_and_ledger_consistent(
+    steps: list[tuple[str, object]],
+) -> None:
+    """Whatever arrives, 0 <= reversed <= credited and the deltas sum to -reversed."""
+    order, total_delta = credited(750, 1397), 0
+    for i, (kind, arg) in enumerate(steps):
+        if kind == "refund":
+            event = refund_event(int(str(arg)), event_id=f"e{i}")
+        elif kind == "chargeback":
+            event = chargeback_event(f"e{i}", payment_id=str(arg))
+        else:
+            event = close_event(event_id=f"e{i}", payment_id=str(arg))
+        try:
+            outcome = points.apply(event, {}, order, None)
+        except ChargebackNotFound:
+            continue
+        total_delta += outcome.delta
+        order = outcome.order or order
+        assert 0 <= order.points_reversed <= order.points_credited
+        assert total_delta == -order.points_reversed
 
 
 def test_second_chargeback_moves_nothing() -> None:

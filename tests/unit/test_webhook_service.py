@@ -308,6 +308,8 @@ def test_sync_mode_processes_inline(sync: Harness) -> None:
         "pointsCredited": 750,
         "refundedAmount": 0,
         "pointsReversed": 0,
+        "refundIds": [],
+        "chargebacks": {},
         "updatedAt": None,
     }
     record = sync.db.events["e-order"]
@@ -429,6 +431,29 @@ def test_refund_before_its_order_is_queued_behind_it() -> None:
     h.db.process(None, "r1", "queue")
     assert h.db.balance("user-42") == 0
     assert_invariant(h.db)
+
+
+def test_a_customerless_refund_in_sync_mode_is_queued_behind_its_queued_order() -> None:
+    """No customer means no ordering key in common with the order: the order id links them."""
+    queued = Harness("queue")
+    queued.send(order())
+    h = Harness("sync", store=queued.db)
+    doc = refund("r1", 1397)
+    doc["body"]["customer"] = None
+    assert h.send(doc).status == "accepted"  # never dead-lettered for coming early
+    assert h.db.status("r1") == "received"
+    assert h.publisher.letters == []
+    h.db.process(None, "e-order", "queue")
+    h.db.process(None, "r1", "queue")
+    assert h.db.balance("user-42") == 0
+    assert_invariant(h.db)
+
+
+def test_a_customerless_refund_of_an_order_never_seen_is_dead_lettered_inline() -> None:
+    h = Harness("sync")
+    doc = refund("r1", 1397)
+    doc["body"]["customer"] = None
+    assert h.send(doc) == Accepted("dead_lettered", "r1", error="order_not_found")
 
 
 def test_an_event_received_before_the_pending_one_is_not_held_behind_it() -> None:

@@ -364,3 +364,80 @@ def test_refund_waiting_too_long_is_exhausted(p: Pipeline) -> None:
         with pytest.raises(AwaitingEarlierEvent):
             p.deliver(refund_message)
     assert p.deliver(refund_message).error == "attempts_exhausted"
+
+
+# --- refunds, chargebacks and closes as PayNow sends them -------------------------------------
+
+
+def customerless(doc: dict[str, Any]) -> dict[str, Any]:
+    """PayNow may send a refund, chargeback or close with ``customer: null``."""
+    doc["body"]["customer"] = None
+    doc["body"].pop("customer_id", None)
+    return doc
+
+
+def close(event_id: str, outcome: str = "won", payment: str = "r-cb") -> dict[str, Any]:
+    doc = payloads.reversal("chargeback", event_id, payment, ORDER_ID, "cust-7", 0)
+    doc["event_type"] = "ON_CHARGEBACK_CLOSED"
+    doc["body"]["chargeback_status"] = outcome
+    return customerless(doc)
+
+
+def test_a_customerless_refund_waits_for_its_order_then_goes_through(p: Pipeline) -> None:
+    order_message = p.accept(order())
+    refund_message = p.accept(customerless(refund("r1", 1397)))
+    assert refund_message.customer_id is None and refund_message.ordering_key == "r1"
+    with pytest.raises(AwaitingEarlierEvent):
+        p.deliver(refund_message)
+    p.deliver(order_message)
+    assert p.deliver(refund_message) == Handled("processed", "r1")
+    assert p.store.balance("user-42") == 0
+    assert p.store.events["r1"]["userId"] == "user-42"  # found through the order
+
+
+def test_a_refund_that_is_not_completed_is_ignored_with_its_reason(p: Pipeline) -> None:
+    p.deliver(p.accept(order()))
+    doc = refund("r1", 1397)
+    doc["body"]["status"] = "failed"
+    assert p.deliver(p.accept(doc)) == Handled("ignored", "r1")
+    assert p.store.balance("user-42") == 750
+    assert p.store.events["r1"]["reason"] == "refund failed: only a completed refund moves points"
+
+
+def test_one_refund_delivered_under_two_event_ids_moves_points_once(p: Pipeline) -> None:
+    p.deliver(p.accept(order()))
+    first, second = refund("r1", 398), refund("r2", 398)
+    second["body"]["id"] = first["body"]["id"]
+    assert p.deliver(p.accept(first)).status == "processed"
+    assert p.deliver(p.accept(second)) == Handled("ignored", "r2")
+    assert p.store.balance("user-42") == 750 - 213
+
+
+def test_a_won_close_waits_for_its_chargeback_then_gives_the_points_back(p: Pipeline) -> None:
+    p.deliver(p.accept(order()))
+    chargeback = p.accept(customerless(refund("cb", 1397, kind="chargeback")))
+    won = p.accept(close("won-1"))
+    with pytest.raises(AwaitingEarlierEvent):
+        p.deliver(won)
+    assert p.deliver(chargeback).status == "processed"
+    assert p.store.balance("user-42") == 0
+    assert p.deliver(won) == Handled("processed", "won-1")
+    assert p.store.balance("user-42") == 750
+    assert p.store.ledger["user-42"]["won-1"]["delta"] == 750
+    assert p.store.ledger_sum("user-42") == 750
+    assert p.deliver(p.accept(close("won-2"))) == Handled("ignored", "won-2")
+    assert p.store.balance("user-42") == 750
+
+
+def test_a_won_close_of_an_order_without_a_chargeback_is_chargeback_not_found(
+    p: Pipeline,
+) -> None:
+    p.deliver(p.accept(order()))
+    message = p.accept(close("won-1"))
+    assert p.deliver(message) == Handled("dead_lettered", "won-1", "chargeback_not_found")
+    assert p.store.balance("user-42") == 750
+
+
+def test_a_lost_close_is_ignored_without_its_order(p: Pipeline) -> None:
+    assert p.deliver(p.accept(close("lost-1", "lost"))) == Handled("ignored", "lost-1")
+    assert p.store.events["lost-1"]["reason"] == "chargeback closed lost: no points given back"

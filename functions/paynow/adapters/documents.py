@@ -26,6 +26,7 @@ SUBSCRIPTIONS = "paynowSubscriptions"
 CATALOG = "pointsCatalog"
 CUSTOMERS = "paynowCustomers"
 REJECTIONS = "rejectedPayloads"
+COLLECTIONS = (EVENTS, USERS, LEDGER, ORDERS, SUBSCRIPTIONS, CATALOG, CUSTOMERS, REJECTIONS)
 QUEUED_COUNTED = "queuedCounted"
 
 
@@ -75,7 +76,12 @@ def event_record(
 
 def processed_fields(event: ev.PayNowEvent, outcome: points.Outcome, at: object) -> dict[str, Any]:
     """What a successful processing transaction sets on the event record."""
-    return {"status": outcome.status, "processedAt": at, "userId": outcome.user_id or event.user_id}
+    return {
+        "status": outcome.status,
+        "processedAt": at,
+        "userId": outcome.user_id or event.user_id,
+        "reason": outcome.reason,
+    }
 
 
 def dead_lettered_fields(code: str, message: str, at: object) -> dict[str, Any]:
@@ -276,13 +282,19 @@ def order_document(o: points.OrderState, at: object) -> dict[str, Any]:
         "pointsCredited": o.points_credited,
         "refundedAmount": o.refunded_amount,
         "pointsReversed": o.points_reversed,
+        "refundIds": list(o.refund_ids),
+        "chargebacks": {
+            c.payment_id: {"points": c.points, "outcome": c.outcome} for c in o.chargebacks
+        },
         "updatedAt": at,
     }
 
 
 def order_state(doc: dict[str, Any] | None) -> points.OrderState | None:
+    """The order as the rules see it; fields absent from older documents read as empty."""
     if doc is None:
         return None
+    disputes = doc.get("chargebacks")
     return points.OrderState(
         user_id=str(doc["userId"]),
         customer_id=doc.get("customerId"),
@@ -291,6 +303,12 @@ def order_state(doc: dict[str, Any] | None) -> points.OrderState | None:
         points_credited=int(doc.get("pointsCredited", 0)),
         refunded_amount=int(doc.get("refundedAmount", 0)),
         points_reversed=int(doc.get("pointsReversed", 0)),
+        refund_ids=tuple(str(r) for r in doc.get("refundIds") or ()),
+        chargebacks=tuple(
+            points.ChargebackState(str(pid), int(c.get("points", 0)), str(c.get("outcome", "open")))
+            for pid, c in (disputes.items() if isinstance(disputes, dict) else ())
+            if isinstance(c, dict)
+        ),
     )
 
 

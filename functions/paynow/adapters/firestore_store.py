@@ -288,11 +288,19 @@ class FirestoreEventStore:
         value = snap.get("attempts") if snap.exists else 0
         return int(value) if documents.is_int(value) else 0
 
-    def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
+    def has_pending_predecessor(
+        self, event_id: str, customer_id: str | None, order_id: str | None = None
+    ) -> bool:
         # The query itself, not the queued count: this is the rare path (a refund or an order
         # without its predecessor), and it must hold for records the count never saw.
         with calling("Firestore"):
-            pending = [p for p in self._pending_of(customer_id) if p[0] != event_id]
+            pending = [
+                p
+                for field, value in (("customerId", customer_id), ("data.orderId", order_id))
+                if value
+                for p in self._pending_with(field, value)
+                if p[0] != event_id
+            ]
             if not pending:
                 return False
             mine = self._event_ref(event_id).get(field_paths=["receivedAt"], **_CALL)
@@ -300,13 +308,17 @@ class FirestoreEventStore:
         return records.has_earlier(event_id, received_at, pending)
 
     def _pending_of(self, customer_id: str) -> list[tuple[str, object]]:
-        """(id, receivedAt) of this customer's ``received`` events (a bounded sample).
+        return self._pending_with("customerId", customer_id)
+
+    def _pending_with(self, field: str, value: str) -> list[tuple[str, object]]:
+        """(id, receivedAt) of the ``received`` events whose ``field`` is ``value`` (a bounded
+        sample): a customer's, or an order's (``data.orderId``).
 
         Equalities only: Firestore serves it from single-field indexes, no composite one.
         """
         query = (
             self._db.collection(EVENTS)
-            .where(filter=FieldFilter("customerId", "==", customer_id))
+            .where(filter=FieldFilter(field, "==", value))
             .where(filter=FieldFilter("status", "==", RECEIVED))
             .select(["receivedAt"])
             .limit(_PENDING_SAMPLE)

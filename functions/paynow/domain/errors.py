@@ -36,8 +36,27 @@ class UnknownProduct(TerminalError):
     code = "unknown_product"
 
 
-class OrderNotFound(TerminalError):
+class AwaitingOrderEvent(TerminalError):
+    """Terminal unless an earlier event of the same order is still queued (then it waits).
+
+    ``order_id`` says which order, so the caller can look for that earlier event.
+    """
+
+    def __init__(self, message: str, order_id: str) -> None:
+        super().__init__(message)
+        self.order_id = order_id
+
+
+class OrderNotFound(AwaitingOrderEvent):
+    """A refund, chargeback or close of an order that was never credited."""
+
     code = "order_not_found"
+
+
+class ChargebackNotFound(AwaitingOrderEvent):
+    """A won chargeback close whose order has no chargeback to give back."""
+
+    code = "chargeback_not_found"
 
 
 class EventMismatch(TerminalError):

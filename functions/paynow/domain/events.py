@@ -27,12 +27,19 @@ _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
 
 
 class EventType(StrEnum):
+    """The event types the points rules handle; every other type is recorded ``ignored``."""
+
     ORDER_COMPLETED = "ON_ORDER_COMPLETED"
     REFUND = "ON_REFUND"
     CHARGEBACK = "ON_CHARGEBACK"
+    CHARGEBACK_CLOSED = "ON_CHARGEBACK_CLOSED"
     SUBSCRIPTION_ACTIVATED = "ON_SUBSCRIPTION_ACTIVATED"
     SUBSCRIPTION_RENEWED = "ON_SUBSCRIPTION_RENEWED"
     SUBSCRIPTION_CANCELED = "ON_SUBSCRIPTION_CANCELED"
+
+
+REFUND_COMPLETED = "completed"  # the only refund status that moves points
+CHARGEBACK_WON = "won"  # the only chargeback outcome that gives points back
 
 
 SUBSCRIPTION_TYPES = frozenset(
@@ -59,13 +66,32 @@ class OrderCompleted:
 
 
 @dataclass(frozen=True)
-class Reversal:
-    """A refund or a chargeback of (part of) an order."""
+class Refund:
+    """``ON_REFUND``: ``amount`` is what this refund gives back (PayNow's
+    ``store_refund_amount``; its ``amount`` is the original payment's)."""
 
-    reversal_id: str
+    refund_id: str
     order_id: str
     amount: int
     currency: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Chargeback:
+    """``ON_CHARGEBACK``: a payment of the order is disputed; its points are taken back."""
+
+    payment_id: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class ChargebackClosed:
+    """``ON_CHARGEBACK_CLOSED``: the dispute of ``payment_id`` ended with ``outcome``."""
+
+    payment_id: str
+    order_id: str
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +101,9 @@ class SubscriptionChange:
     status: str
     current_period_end: str | None
 
+
+Reversal = Refund | Chargeback | ChargebackClosed
+"""An event about an order already credited: it finds its user through the order."""
 
 Details = OrderCompleted | Reversal | SubscriptionChange | None
 
@@ -116,13 +145,18 @@ class PayNowEvent:
                 "totalAmount": d.total_amount,
                 "currency": d.currency,
             }
-        if isinstance(d, Reversal):
+        if isinstance(d, Refund):
             return {
-                "reversalId": d.reversal_id,
+                "reversalId": d.refund_id,
                 "orderId": d.order_id,
                 "amount": d.amount,
                 "currency": d.currency,
+                "status": d.status,
             }
+        if isinstance(d, Chargeback):
+            return {"reversalId": d.payment_id, "orderId": d.order_id}
+        if isinstance(d, ChargebackClosed):
+            return {"reversalId": d.payment_id, "orderId": d.order_id, "outcome": d.outcome}
         if isinstance(d, SubscriptionChange):
             return {
                 "subscriptionId": d.subscription_id,
@@ -170,8 +204,16 @@ def normalize(envelope: Envelope, user_id_key: str) -> PayNowEvent:
     details: Details = None
     if envelope.event_type == EventType.ORDER_COMPLETED:
         details = _order(body)
-    elif envelope.event_type in (EventType.REFUND, EventType.CHARGEBACK):
-        details = _reversal(body)
+    elif envelope.event_type == EventType.REFUND:
+        details = _refund(body)
+    elif envelope.event_type == EventType.CHARGEBACK:
+        details = Chargeback(_text(body, "id", "body"), _text(body, "order_id", "body"))
+    elif envelope.event_type == EventType.CHARGEBACK_CLOSED:
+        details = ChargebackClosed(
+            payment_id=_text(body, "id", "body"),
+            order_id=_text(body, "order_id", "body"),
+            outcome=_word(body, "chargeback_status"),
+        )
     elif envelope.event_type in SUBSCRIPTION_TYPES:
         details = _subscription(body)
     return PayNowEvent(
@@ -200,12 +242,20 @@ def from_record(
                 total_amount=int(data["totalAmount"]),
                 currency=data["currency"],
             )
-        elif event_type in (EventType.REFUND, EventType.CHARGEBACK):
-            details = Reversal(
-                reversal_id=data["reversalId"],
+        elif event_type == EventType.REFUND:
+            details = Refund(
+                refund_id=data["reversalId"],
                 order_id=data["orderId"],
                 amount=int(data["amount"]),
                 currency=data["currency"],
+                # Recorded before refund statuses were read: every refund then moved points.
+                status=data.get("status", REFUND_COMPLETED),
+            )
+        elif event_type == EventType.CHARGEBACK:
+            details = Chargeback(payment_id=data["reversalId"], order_id=data["orderId"])
+        elif event_type == EventType.CHARGEBACK_CLOSED:
+            details = ChargebackClosed(
+                payment_id=data["reversalId"], order_id=data["orderId"], outcome=data["outcome"]
             )
         elif event_type in SUBSCRIPTION_TYPES:
             details = SubscriptionChange(
@@ -267,13 +317,22 @@ def _order(body: dict[str, Any]) -> OrderCompleted:
     )
 
 
-def _reversal(body: dict[str, Any]) -> Reversal:
-    return Reversal(
-        reversal_id=_text(body, "id", "body"),
+def _refund(body: dict[str, Any]) -> Refund:
+    return Refund(
+        refund_id=_text(body, "id", "body"),
         order_id=_text(body, "order_id", "body"),
-        amount=_amount(body, "amount", "body"),
+        amount=_amount(body, "store_refund_amount", "body"),
         currency=_currency(body),
+        status=_word(body, "status"),
     )
+
+
+def _word(body: dict[str, Any], key: str) -> str:
+    """A status-like value (``completed``, ``won``, ...), compared without regard to case."""
+    value = body.get(key)
+    if not _short_text(value, 32) or not value.strip():
+        raise EventMismatch(f"body.{key} must be a non-empty status string")
+    return value.strip().lower()
 
 
 def _subscription(body: dict[str, Any]) -> SubscriptionChange:

@@ -11,20 +11,47 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from paynow.domain.errors import EventMismatch, NoUserId, OrderNotFound, UnknownProduct
+from paynow.domain.errors import (
+    AwaitingOrderEvent,
+    ChargebackNotFound,
+    EventMismatch,
+    NoUserId,
+    OrderNotFound,
+    UnknownProduct,
+)
 from paynow.domain.events import (
+    CHARGEBACK_WON,
+    REFUND_COMPLETED,
     SUBSCRIPTION_TYPES,
+    Chargeback,
+    ChargebackClosed,
     EventType,
     OrderCompleted,
     PayNowEvent,
+    Refund,
     Reversal,
     SubscriptionChange,
 )
 
+CHARGEBACK_OPEN = "open"
+
+
+@dataclass(frozen=True)
+class ChargebackState:
+    """One disputed payment of an order: the points it took, and whether the dispute is over."""
+
+    payment_id: str
+    points: int
+    outcome: str = CHARGEBACK_OPEN  # open | won
+
 
 @dataclass(frozen=True)
 class OrderState:
-    """``paynowOrders/{orderId}``: who was credited for an order, and how much is reversed."""
+    """``paynowOrders/{orderId}``: who was credited for an order, and how much is reversed.
+
+    ``refund_ids`` are the refunds applied (each moves points once, whatever event
+    carries it); ``chargebacks`` the disputes, so a won one gives back what it took.
+    """
 
     user_id: str
     customer_id: str | None
@@ -33,6 +60,8 @@ class OrderState:
     points_credited: int
     refunded_amount: int = 0
     points_reversed: int = 0
+    refund_ids: tuple[str, ...] = ()
+    chargebacks: tuple[ChargebackState, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,11 +109,12 @@ IGNORED = Outcome(status="ignored", reason="event type moves no points")
 def may_await_earlier_event(error: Exception, event_type: str) -> bool:
     """True when a terminal error may only mean an earlier event is still queued.
 
-    A refund or chargeback finds its order only once the order is credited,
-    and a renewal or cancel may take its user from the activation; an order
-    without a user id, or with an unknown product, will never get better.
+    A refund, chargeback or close finds its order only once the order is credited
+    (and a won close its chargeback once that is applied), and a renewal or cancel
+    may take its user from the activation; an order without a user id, or with an
+    unknown product, will never get better.
     """
-    if isinstance(error, OrderNotFound):
+    if isinstance(error, AwaitingOrderEvent):
         return True
     return isinstance(error, NoUserId) and event_type in SUBSCRIPTION_TYPES
 
@@ -96,7 +126,8 @@ def needs(event: PayNowEvent) -> Needs:
             product_ids=tuple(dict.fromkeys(x.product_id for x in d.lines)), order_id=d.order_id
         )
     if isinstance(d, Reversal):
-        return Needs(order_id=d.order_id)
+        # A refund that is not completed, or a close the store lost, changes nothing.
+        return Needs(order_id=d.order_id) if _moves_points(d) else Needs()
     if isinstance(d, SubscriptionChange):
         products = () if event.event_type == EventType.SUBSCRIPTION_CANCELED else (d.product_id,)
         return Needs(product_ids=products, subscription_id=d.subscription_id)
@@ -116,13 +147,17 @@ def apply(
     if isinstance(d, OrderCompleted):
         return _order_completed(event, d, catalog, order)
     if isinstance(d, Reversal):
+        if not _moves_points(d):
+            return _ignored_reversal(d)
         if order is None:
-            raise OrderNotFound(f"order {d.order_id} was never credited")
-        if d.currency != order.currency:
-            raise EventMismatch(f"{event.event_type} currency differs from the order's")
-        if event.event_type == EventType.CHARGEBACK:
-            return _chargeback(event, d, order)
-        return _refund(event, d, order)
+            raise OrderNotFound(f"order {d.order_id} was never credited", d.order_id)
+        if isinstance(d, Refund):
+            if d.currency != order.currency:
+                raise EventMismatch(f"{event.event_type} currency differs from the order's")
+            return _refund(d, order)
+        if isinstance(d, Chargeback):
+            return _chargeback(d, order)
+        return _chargeback_won(d, order)
     if isinstance(d, SubscriptionChange):
         return _subscription(event, d, catalog, subscription)
     raise EventMismatch(f"{event.event_type} carries no details")
@@ -178,7 +213,33 @@ def reversed_after_refund(order: OrderState, refunded_amount: int) -> int:
     return order.points_credited * min(refunded_amount, order.total_amount) // order.total_amount
 
 
-def _refund(event: PayNowEvent, d: Reversal, order: OrderState) -> Outcome:
+def _moves_points(d: Reversal) -> bool:
+    """Only a completed refund, any chargeback, and only a chargeback the store won."""
+    if isinstance(d, Refund):
+        return d.status == REFUND_COMPLETED
+    if isinstance(d, ChargebackClosed):
+        return d.outcome == CHARGEBACK_WON
+    return True
+
+
+def _ignored_reversal(d: Reversal) -> Outcome:
+    if isinstance(d, ChargebackClosed):
+        reason = f"chargeback closed {d.outcome}: no points given back"
+    elif isinstance(d, Refund):
+        reason = f"refund {d.status}: only a completed refund moves points"
+    else:
+        reason = "moves no points"
+    return Outcome(status="ignored", reason=reason, order_id=d.order_id)
+
+
+def _refund(d: Refund, order: OrderState) -> Outcome:
+    if d.refund_id in order.refund_ids:
+        return Outcome(
+            status="ignored",
+            user_id=order.user_id,
+            reason=f"refund {d.refund_id} was already applied",
+            order_id=d.order_id,
+        )
     refunded = order.refunded_amount + d.amount
     target = max(reversed_after_refund(order, refunded), order.points_reversed)
     delta = -(target - order.points_reversed)
@@ -189,21 +250,84 @@ def _refund(event: PayNowEvent, d: Reversal, order: OrderState) -> Outcome:
         reason="refund" if delta else "refund: nothing left to reverse",
         order_id=d.order_id,
         ledger=True,
-        order=replace(order, refunded_amount=refunded, points_reversed=target),
+        order=replace(
+            order,
+            refunded_amount=refunded,
+            points_reversed=target,
+            refund_ids=(*order.refund_ids, d.refund_id),
+        ),
     )
 
 
-def _chargeback(event: PayNowEvent, d: Reversal, order: OrderState) -> Outcome:
-    delta = -(order.points_credited - order.points_reversed)
+def _chargeback(d: Chargeback, order: OrderState) -> Outcome:
+    known = _dispute(order, d.payment_id)
+    if known is not None and known.outcome == CHARGEBACK_OPEN:
+        return Outcome(
+            status="ignored",
+            user_id=order.user_id,
+            reason=f"chargeback of payment {d.payment_id} was already applied",
+            order_id=d.order_id,
+        )
+    taken = order.points_credited - order.points_reversed
+    others = tuple(c for c in order.chargebacks if c.payment_id != d.payment_id)
     return Outcome(
         status="processed",
         user_id=order.user_id,
-        delta=delta,
-        reason="chargeback" if delta else "chargeback: nothing left to reverse",
+        delta=-taken,
+        reason="chargeback" if taken else "chargeback: nothing left to reverse",
         order_id=d.order_id,
         ledger=True,
-        order=replace(order, points_reversed=order.points_credited),
+        order=replace(
+            order,
+            points_reversed=order.points_credited,
+            chargebacks=(*others, ChargebackState(d.payment_id, taken)),
+        ),
     )
+
+
+def _chargeback_won(d: ChargebackClosed, order: OrderState) -> Outcome:
+    """Give back what the chargeback took, once; never what a refund has reversed since."""
+    dispute = _dispute(order, d.payment_id)
+    if dispute is None:
+        open_ones = [c for c in order.chargebacks if c.outcome == CHARGEBACK_OPEN]
+        if not order.chargebacks:
+            raise ChargebackNotFound(f"order {d.order_id} has no chargeback", d.order_id)
+        if len(open_ones) != 1:
+            return Outcome(
+                status="ignored",
+                user_id=order.user_id,
+                reason=f"order {d.order_id} has no open chargeback of payment {d.payment_id}",
+                order_id=d.order_id,
+            )
+        dispute = open_ones[0]
+    if dispute.outcome != CHARGEBACK_OPEN:
+        return Outcome(
+            status="ignored",
+            user_id=order.user_id,
+            reason=f"chargeback of payment {dispute.payment_id} was already closed",
+            order_id=d.order_id,
+        )
+    refunded = bool(order.refund_ids) or order.refunded_amount > 0
+    still_refunded = reversed_after_refund(order, order.refunded_amount) if refunded else 0
+    given = max(0, min(dispute.points, order.points_reversed - still_refunded))
+    won = replace(dispute, outcome=CHARGEBACK_WON)
+    return Outcome(
+        status="processed",
+        user_id=order.user_id,
+        delta=given,
+        reason="chargeback won: points given back",
+        order_id=d.order_id,
+        ledger=True,
+        order=replace(
+            order,
+            points_reversed=order.points_reversed - given,
+            chargebacks=tuple(won if c is dispute else c for c in order.chargebacks),
+        ),
+    )
+
+
+def _dispute(order: OrderState, payment_id: str) -> ChargebackState | None:
+    return next((c for c in order.chargebacks if c.payment_id == payment_id), None)
 
 
 def _subscription(

@@ -11,7 +11,7 @@ process through here.
 
 from __future__ import annotations
 
-from paynow.domain.errors import AwaitingEarlierEvent, NoUserId, OrderNotFound
+from paynow.domain.errors import AwaitingEarlierEvent, AwaitingOrderEvent, NoUserId
 from paynow.domain.events import PayNowEvent
 from paynow.domain.points import may_await_earlier_event
 from paynow.domain.records import Processed
@@ -28,14 +28,22 @@ def process_in_order(
     *,
     behind_pending: bool = False,
 ) -> Processed:
-    """``store.process`` with the wait rule; raise ``AwaitingEarlierEvent`` while one is pending."""
+    """``store.process`` with the wait rule; raise ``AwaitingEarlierEvent`` while one is pending.
+
+    The earlier event is looked for among the customer's and, for an event about an
+    order, among that order's: a refund whose PayNow body has no customer still waits
+    for its order.
+    """
     try:
         return store.process(event, event_id, mode, behind_pending=behind_pending)
-    except (OrderNotFound, NoUserId) as exc:
-        if not (may_await_earlier_event(exc, event_type) and customer_id):
+    except (AwaitingOrderEvent, NoUserId) as exc:
+        order_id = exc.order_id if isinstance(exc, AwaitingOrderEvent) else None
+        if not (may_await_earlier_event(exc, event_type) and (customer_id or order_id)):
             raise
-        if store.has_pending_predecessor(event_id, customer_id):
-            raise AwaitingEarlierEvent("an earlier event of this customer is still queued") from exc
+        if store.has_pending_predecessor(event_id, customer_id, order_id):
+            raise AwaitingEarlierEvent(
+                "an earlier event of this customer or order is queued"
+            ) from exc
         # No predecessor pending now: one may have committed between our read and the
         # query. Its status and its order are one transaction, so a second look is final.
         return store.process(event, event_id, mode)

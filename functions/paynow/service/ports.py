@@ -56,8 +56,10 @@ class EventStore(Protocol):
     def record_failure(self, event_id: str, code: str, message: str) -> int:
         """Count a failed attempt on the record; return the attempts so far."""
 
-    def has_pending_predecessor(self, event_id: str, customer_id: str) -> bool:
-        """True when an earlier event of this customer is still ``received``."""
+    def has_pending_predecessor(
+        self, event_id: str, customer_id: str | None, order_id: str | None = None
+    ) -> bool:
+        """True when an earlier event of this customer, or of this order, is still ``received``."""
 
     def rejection_seen(self, digest: str) -> bool:
         """True when a rejected body with this SHA-256 was already kept in the DLQ."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from paynow.config import Settings
 from paynow.domain import signature
 from paynow.domain.errors import (
+    AwaitingEarlierEvent,
     EventMismatch,
     InvalidPayload,
     InvalidSignature,
@@ -157,6 +158,10 @@ class WebhookService:
                 self._settings.webhook_mode,
                 behind_pending=event.handled,
             )
+        except AwaitingEarlierEvent:
+            # Its customer's or order's earlier event is queued: queue it too, and the
+            # worker takes it once that one is done (never dead-lettered for being early).
+            return self._enqueue(event)
         except TerminalError as exc:
             return self._dead_letter(event, exc, data=QueueMessage.for_event(event).data())
         if result.status == BEHIND:
