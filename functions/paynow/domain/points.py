@@ -234,12 +234,7 @@ def _ignored_reversal(d: Reversal) -> Outcome:
 
 def _refund(d: Refund, order: OrderState) -> Outcome:
     if d.refund_id in order.refund_ids:
-        return Outcome(
-            status="ignored",
-            user_id=order.user_id,
-            reason=f"refund {d.refund_id} was already applied",
-            order_id=d.order_id,
-        )
+        return _nothing_to_do(order, f"refund {d.refund_id} was already applied", d.order_id)
     refunded = order.refunded_amount + d.amount
     target = max(reversed_after_refund(order, refunded), order.points_reversed)
     delta = -(target - order.points_reversed)
@@ -262,11 +257,8 @@ def _refund(d: Refund, order: OrderState) -> Outcome:
 def _chargeback(d: Chargeback, order: OrderState) -> Outcome:
     known = _dispute(order, d.payment_id)
     if known is not None and known.outcome == CHARGEBACK_OPEN:
-        return Outcome(
-            status="ignored",
-            user_id=order.user_id,
-            reason=f"chargeback of payment {d.payment_id} was already applied",
-            order_id=d.order_id,
+        return _nothing_to_do(
+            order, f"chargeback of payment {d.payment_id} was already applied", d.order_id
         )
     taken = order.points_credited - order.points_reversed
     others = tuple(c for c in order.chargebacks if c.payment_id != d.payment_id)
@@ -293,19 +285,15 @@ def _chargeback_won(d: ChargebackClosed, order: OrderState) -> Outcome:
         if not order.chargebacks:
             raise ChargebackNotFound(f"order {d.order_id} has no chargeback", d.order_id)
         if len(open_ones) != 1:
-            return Outcome(
-                status="ignored",
-                user_id=order.user_id,
-                reason=f"order {d.order_id} has no open chargeback of payment {d.payment_id}",
-                order_id=d.order_id,
+            return _nothing_to_do(
+                order,
+                f"order {d.order_id} has no open chargeback of payment {d.payment_id}",
+                d.order_id,
             )
         dispute = open_ones[0]
     if dispute.outcome != CHARGEBACK_OPEN:
-        return Outcome(
-            status="ignored",
-            user_id=order.user_id,
-            reason=f"chargeback of payment {dispute.payment_id} was already closed",
-            order_id=d.order_id,
+        return _nothing_to_do(
+            order, f"chargeback of payment {dispute.payment_id} was already closed", d.order_id
         )
     refunded = bool(order.refund_ids) or order.refunded_amount > 0
     still_refunded = reversed_after_refund(order, order.refunded_amount) if refunded else 0
@@ -324,6 +312,11 @@ def _chargeback_won(d: ChargebackClosed, order: OrderState) -> Outcome:
             chargebacks=tuple(won if c is dispute else c for c in order.chargebacks),
         ),
     )
+
+
+def _nothing_to_do(order: OrderState, reason: str, order_id: str) -> Outcome:
+    """An event about an order that has already had its effect: recorded ``ignored``."""
+    return Outcome(status="ignored", user_id=order.user_id, reason=reason, order_id=order_id)
 
 
 def _dispute(order: OrderState, payment_id: str) -> ChargebackState | None:
