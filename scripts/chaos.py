@@ -108,6 +108,8 @@ class OrderModel:
     credited: int
     refunded: int = 0
     reversed: int = 0
+    refund_ids: set[str] = field(default_factory=set)
+    disputes: dict[str, list[Any]] = field(default_factory=dict)  # payment: [taken, open?]
 
 
 @dataclass
@@ -145,10 +147,15 @@ class Model:
         self.balances[user] += credit
         return Expect(PROCESSED, None, user, ledger=True)
 
-    def refund(self, order_id: str, amount: int) -> Expect:
+    def refund(self, order_id: str, refund_id: str, amount: int, status: str) -> Expect:
+        if status != "completed":  # only a completed refund moves points
+            return Expect(IGNORED)
         order = self.orders.get(order_id)
         if order is None:
             return Expect(DEAD_LETTERED, "order_not_found")
+        if refund_id in order.refund_ids:  # one refund id moves points once
+            return Expect(IGNORED)
+        order.refund_ids.add(refund_id)
         order.refunded += amount
         # floor(credited × min(refunded, total) / total), never less than already reversed
         share = order.credited * min(order.refunded, order.total) // order.total
@@ -157,12 +164,33 @@ class Model:
         order.reversed = target
         return Expect(PROCESSED, None, order.user, ledger=True)
 
-    def chargeback(self, order_id: str) -> Expect:
+    def chargeback(self, order_id: str, payment_id: str) -> Expect:
         order = self.orders.get(order_id)
         if order is None:
             return Expect(DEAD_LETTERED, "order_not_found")
-        self.balances[order.user] -= order.credited - order.reversed
+        taken = order.credited - order.reversed
+        order.disputes[payment_id] = [taken, True]
+        self.balances[order.user] -= taken
         order.reversed = order.credited
+        return Expect(PROCESSED, None, order.user, ledger=True)
+
+    def close(self, order_id: str, payment_id: str, outcome: str) -> Expect:
+        """A won close gives back what its payment's chargeback took, less what refunds took."""
+        if outcome != "won":
+            return Expect(IGNORED)
+        order = self.orders.get(order_id)
+        if order is None:
+            return Expect(DEAD_LETTERED, "order_not_found")
+        dispute = order.disputes.get(payment_id)
+        if dispute is None:
+            return Expect(DEAD_LETTERED, "chargeback_not_found")
+        if not dispute[1]:
+            return Expect(IGNORED)
+        refunds = order.credited * min(order.refunded, order.total) // order.total
+        given = max(0, min(dispute[0], order.reversed - (refunds if order.refund_ids else 0)))
+        dispute[1] = False
+        order.reversed -= given
+        self.balances[order.user] += given
         return Expect(PROCESSED, None, order.user, ledger=True)
 
     def subscription(self, kind: str, sub_id: str, user: str | None, product: str) -> Expect:
@@ -206,7 +234,14 @@ class CustomerStory:
     user: str
     open_orders: list[str] = field(default_factory=list)  # credited, not charged back
     dead_orders: list[str] = field(default_factory=list)  # dead-lettered orders
+    disputed: dict[str, str] = field(default_factory=dict)  # order: payment of its open dispute
+    refunds: dict[str, list[str]] = field(default_factory=dict)  # order: refunds sent with it
+    unfinished: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # not completed
     subscription: str | None = None
+
+
+REFUND_STATUSES_THAT_WAIT = ("created", "approved", "processing", "canceled", "failed")
+CUSTOMERLESS = 0.3  # share of refunds, chargebacks and closes sent with ``customer: null``
 
 
 def _lines(rng: random.Random, unknown: bool) -> list[tuple[str, int, int]]:
@@ -227,6 +262,9 @@ def _pick(rng: random.Random, story: CustomerStory, model: Model) -> str:
         "order_no_user": 1.5,
         "refund": 16.0 if refundable else 0.0,
         "chargeback": 3.0 if story.open_orders else 0.0,
+        "close": 3.0 if story.disputed else 0.0,
+        "close_no_chargeback": 0.5 if story.open_orders else 0.0,
+        "refund_again": 1.0 if any(story.refunds.values()) else 0.0,
         "refund_uncredited": 1.0,
         "sub_activated": 5.0 if story.subscription is None else 0.0,
         "sub_renewed": 8.0 if story.subscription else 0.0,
@@ -235,6 +273,22 @@ def _pick(rng: random.Random, story: CustomerStory, model: Model) -> str:
     }
     kinds = [k for k, w in weights.items() if w > 0]
     return rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
+
+
+def _reversal_doc(
+    rng: random.Random,
+    kind: str,
+    event_id: str,
+    reversal_id: str,
+    order_id: str,
+    customer: str,
+    amount: int,
+) -> dict[str, Any]:
+    """A refund or chargeback body; PayNow may send these with ``customer: null``."""
+    doc = payloads.reversal(kind, event_id, reversal_id, order_id, customer, amount)
+    if rng.random() < CUSTOMERLESS:
+        doc["body"]["customer"] = None
+    return doc
 
 
 def generate(
@@ -275,27 +329,55 @@ def generate(
                 amount = rng.randint(1, left - 1)
             else:
                 amount = left + rng.randint(1, 500)  # more than was paid: capped at the total
-            doc = payloads.reversal(
-                "refund", event_id, f"rfd-{seed}-{i:05d}", order_id, cust, amount
-            )
-            expect = model.refund(order_id, amount)
+            refund_id, status = f"rfd-{seed}-{i:05d}", "completed"
+            waiting = story.unfinished.setdefault(order_id, [])
+            if waiting and rng.random() < 0.5:  # a refund PayNow sent unfinished completes now
+                refund_id, amount = waiting.pop(0)
+            elif rng.random() < 0.12:
+                status = rng.choice(REFUND_STATUSES_THAT_WAIT)
+                waiting.append((refund_id, amount))
+            doc = _reversal_doc(rng, "refund", event_id, refund_id, order_id, cust, amount)
+            doc["body"]["status"] = status
+            doc["body"]["amount"] = order.total  # the original payment's, never the refund
+            expect = model.refund(order_id, refund_id, amount, status)
+            if status == "completed" and doc["body"]["customer"] is not None:
+                story.refunds.setdefault(order_id, []).append(refund_id)
+        elif kind == "refund_again":
+            # one refund delivered again under another event id (with its customer, so in
+            # order behind the first): moves nothing
+            order_id = rng.choice([o for o, r in story.refunds.items() if r])
+            refund_id = rng.choice(story.refunds[order_id])
+            doc = payloads.reversal("refund", event_id, refund_id, order_id, cust, 1)
+            expect = model.refund(order_id, refund_id, 1, "completed")
         elif kind == "chargeback":
             order_id = rng.choice(story.open_orders)
             story.open_orders.remove(order_id)
+            payment_id = f"pay-{seed}-{i:05d}"
+            story.disputed[order_id] = payment_id
             amount = model.orders[order_id].total
-            doc = payloads.reversal(
-                "chargeback", event_id, f"cbk-{seed}-{i:05d}", order_id, cust, amount
-            )
-            expect = model.chargeback(order_id)
+            doc = _reversal_doc(rng, "chargeback", event_id, payment_id, order_id, cust, amount)
+            expect = model.chargeback(order_id, payment_id)
+        elif kind in ("close", "close_no_chargeback"):
+            if kind == "close":
+                order_id = rng.choice(sorted(story.disputed))
+                payment_id = story.disputed.pop(order_id)
+                outcome = "won" if rng.random() < 0.6 else "lost"
+                if outcome == "won":
+                    story.open_orders.append(order_id)
+            else:  # a close naming a payment that was never disputed
+                order_id, payment_id, outcome = rng.choice(story.open_orders), "pay-none", "won"
+            doc = _reversal_doc(rng, "chargeback", event_id, payment_id, order_id, cust, 0)
+            doc["event_type"] = "ON_CHARGEBACK_CLOSED"
+            doc["body"]["chargeback_status"] = outcome
+            expect = model.close(order_id, payment_id, outcome)
         elif kind == "refund_uncredited":
             order_id = (
                 rng.choice(story.dead_orders) if story.dead_orders else f"ord-{seed}-ghost-{i:05d}"
             )
             amount = rng.randint(1, 2000)
-            doc = payloads.reversal(
-                "refund", event_id, f"rfd-{seed}-{i:05d}", order_id, cust, amount
-            )
-            expect = model.refund(order_id, amount)
+            refund_id = f"rfd-{seed}-{i:05d}"
+            doc = _reversal_doc(rng, "refund", event_id, refund_id, order_id, cust, amount)
+            expect = model.refund(order_id, refund_id, amount, "completed")
         elif kind.startswith("sub_"):
             state = kind.removeprefix("sub_")
             if state == "activated":
@@ -1281,6 +1363,29 @@ def table(
     )
     for k in sorted(set(want) | set(got)):
         out.append(_row(k, want[k], got[k]))
+    out += ["", "PayNow's reversals as its spec sends them"]
+    bodies = [e.doc.get("body") or {} for e in events]
+    reversals = [(e, b) for e, b in zip(events, bodies, strict=True) if "order_id" in b]
+    statuses = Counter(b.get("status") for e, b in reversals if e.doc["event_type"] == "ON_REFUND")
+    closes = Counter(
+        b.get("chargeback_status")
+        for e, b in reversals
+        if e.doc["event_type"] == "ON_CHARGEBACK_CLOSED"
+    )
+    out += [
+        _row("refunds by status", ", ".join(f"{k} {n}" for k, n in sorted(statuses.items()))),
+        _row(
+            "chargeback closes by outcome", ", ".join(f"{k} {n}" for k, n in sorted(closes.items()))
+        ),
+        _row(
+            "refunds, chargebacks, closes with customer null",
+            sum(1 for _, b in reversals if b.get("customer") is None),
+        ),
+        _row(
+            "one refund id under another event id",
+            sum(1 for e in events if e.kind == "refund_again"),
+        ),
+    ]
     out += ["", "webhook answers"]
     answers = Counter((a.mode, a.status, a.outcome) for a in driver.answers)
     for (mode, status, outcome), n in sorted(answers.items()):

@@ -387,10 +387,19 @@ def test_a_won_close_before_its_order_or_its_chargeback_may_be_waiting() -> None
         assert points.may_await_earlier_event(error, EventType.CHARGEBACK_CLOSED)
 
 
-def test_a_won_close_matches_the_only_open_chargeback_when_its_payment_id_differs() -> None:
+def test_a_won_close_gives_back_only_the_chargeback_of_its_own_payment() -> None:
     chargeback = points.apply(chargeback_event(payment_id="pay-1"), {}, credited(), None)
-    won = points.apply(close_event(payment_id="pay-other"), {}, chargeback.order, None)
-    assert won.delta == 750
+    with pytest.raises(ChargebackNotFound, match="payment pay-other"):
+        points.apply(close_event(payment_id="pay-other"), {}, chargeback.order, None)
+
+
+def test_a_close_before_the_second_chargeback_of_an_order_is_not_taken_for_a_repeat() -> None:
+    first = points.apply(chargeback_event("e1", payment_id="pay-1"), {}, credited(), None)
+    won = points.apply(close_event(event_id="c1", payment_id="pay-1"), {}, first.order, None)
+    assert won.order is not None
+    # pay-2's close may arrive before pay-2's chargeback: it waits (never "already closed")
+    with pytest.raises(ChargebackNotFound):
+        points.apply(close_event(event_id="c2", payment_id="pay-2"), {}, won.order, None)
 
 
 def test_a_refund_during_the_dispute_is_not_given_back_by_the_won_close() -> None:

@@ -278,19 +278,14 @@ def _chargeback(d: Chargeback, order: OrderState) -> Outcome:
 
 
 def _chargeback_won(d: ChargebackClosed, order: OrderState) -> Outcome:
-    """Give back what the chargeback took, once; never what a refund has reversed since."""
+    """Give back what the chargeback of the same payment took, once; never what a refund has
+    reversed since. A close names its payment (``id``) as the chargeback did."""
     dispute = _dispute(order, d.payment_id)
     if dispute is None:
-        open_ones = [c for c in order.chargebacks if c.outcome == CHARGEBACK_OPEN]
-        if not order.chargebacks:
-            raise ChargebackNotFound(f"order {d.order_id} has no chargeback", d.order_id)
-        if len(open_ones) != 1:
-            return _nothing_to_do(
-                order,
-                f"order {d.order_id} has no open chargeback of payment {d.payment_id}",
-                d.order_id,
-            )
-        dispute = open_ones[0]
+        # Not yet applied (it may still be queued: the caller waits for it), or none at all.
+        raise ChargebackNotFound(
+            f"order {d.order_id} has no chargeback of payment {d.payment_id}", d.order_id
+        )
     if dispute.outcome != CHARGEBACK_OPEN:
         return _nothing_to_do(
             order, f"chargeback of payment {dispute.payment_id} was already closed", d.order_id
