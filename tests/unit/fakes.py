@@ -185,12 +185,14 @@ class FakeStore:
         self._commit(writes)
         return RECEIVED if writes else str(record["status"])
 
-    def record_failure(self, event_id: str, code: str, message: str) -> int:
+    def record_failure(
+        self, event_id: str, code: str, message: str, *, counted: bool = True
+    ) -> int:
         self.journal.append(f"store.record_failure:{event_id}")
         record = self.events.get(event_id)
         if record is None:
             return 0
-        record["attempts"] = int(record.get("attempts", 0)) + 1
+        record["attempts"] = int(record.get("attempts", 0)) + int(counted)
         record["lastError"] = {"code": code, "message": message}
         return int(record["attempts"])
 

@@ -271,17 +271,16 @@ class FirestoreEventStore:
             result: str | None = firestore.transactional(reopen)(self._db.transaction())
             return result
 
-    def record_failure(self, event_id: str, code: str, message: str) -> int:
+    def record_failure(
+        self, event_id: str, code: str, message: str, *, counted: bool = True
+    ) -> int:
         ref = self._event_ref(event_id)
+        change: dict[str, Any] = {"lastError": {"code": code, "message": message}}
+        if counted:
+            change["attempts"] = firestore.Increment(1)
         with calling("Firestore"):
             try:
-                ref.update(
-                    {
-                        "attempts": firestore.Increment(1),
-                        "lastError": {"code": code, "message": message},
-                    },
-                    **_CALL,
-                )
+                ref.update(change, **_CALL)
             except gexc.NotFound:
                 return 0
             snap = ref.get(field_paths=["attempts"], **_CALL)

@@ -53,8 +53,11 @@ class EventStore(Protocol):
     def reopen(self, event_id: str) -> str | None:
         """Ready an event for a replay; its status after (``received``: publish it), or None."""
 
-    def record_failure(self, event_id: str, code: str, message: str) -> int:
-        """Count a failed attempt on the record; return the attempts so far."""
+    def record_failure(
+        self, event_id: str, code: str, message: str, *, counted: bool = True
+    ) -> int:
+        """Note a failed attempt's error on the record and, when ``counted``, count it;
+        return the attempts so far."""
 
     def has_pending_predecessor(
         self, event_id: str, customer_id: str | None, order_id: str | None = None

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from paynow.config import Settings
 from paynow.domain.errors import (
     AttemptsExhausted,
+    AwaitingEarlierEvent,
     EventNotFound,
     EventNotVisible,
     InvalidMessage,
@@ -132,9 +133,11 @@ class WorkerService:
     def _after_transient(
         self, error: TransientError, message: QueueMessage, delivery: PushDelivery
     ) -> Handled:
-        attempts = max(
-            self._store_attempts(error, message.event_id), delivery.delivery_attempt or 0
-        )
+        # Waiting for an earlier event is not a failure of this one: it is not counted, so an
+        # event never runs out of attempts behind a slow predecessor (which ends by itself).
+        waiting = isinstance(error, AwaitingEarlierEvent)
+        stored = self._store_attempts(error, message.event_id, counted=not waiting)
+        attempts = stored if waiting else max(stored, delivery.delivery_attempt or 0)
         log(
             "WARNING",
             "transient failure; delivery will be retried",
@@ -144,7 +147,7 @@ class WorkerService:
             attempts=attempts,
             mode="queue",
         )
-        if attempts < self._settings.max_delivery_attempts:
+        if waiting or attempts < self._settings.max_delivery_attempts:
             raise error
         exhausted = AttemptsExhausted(
             f"gave up after {attempts} attempts; last error {error.code}: {error.message}"
@@ -154,10 +157,10 @@ class WorkerService:
         )
         return Handled("dead_lettered", message.event_id, exhausted.code)
 
-    def _store_attempts(self, error: TransientError, event_id: str) -> int:
-        """Count the attempt on the record; 0 when the store itself is what failed."""
+    def _store_attempts(self, error: TransientError, event_id: str, *, counted: bool) -> int:
+        """Note the failure on the record (and count it); 0 when the store itself failed."""
         try:
-            return self._store.record_failure(event_id, error.code, error.message)
+            return self._store.record_failure(event_id, error.code, error.message, counted=counted)
         except TransientError:
             return 0
 
