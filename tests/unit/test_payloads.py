@@ -326,7 +326,10 @@ def test_today_parser_ignores_chargeback_closed_the_lead_handles_it() -> None:
 
 
 @settings()  # the profile: 100 cases in CI, 3,000 in the full run
-@given(doc=sb.any_event(POOL), key=st.sampled_from(["user_id", "player"]))
+@given(
+    doc=st.one_of(sb.any_event(POOL), sb.linked_event(POOL)),
+    key=st.sampled_from(["user_id", "player"]),
+)
 def test_every_drawn_body_is_spec_valid_and_parsed_or_refused_as_event_mismatch(doc, key):
     assert spec_problems(doc) == []
     envelope = ev.parse_envelope(p.encode(doc))  # a flake-id event id is always an id
