@@ -57,13 +57,14 @@ from google.cloud import firestore, pubsub_v1
 from paynow import config
 from paynow.adapters import documents, firestore_store, pubsub_publisher
 from paynow.adapters.secrets import StaticSecrets
+from paynow.domain import payloads
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
 from paynow.domain.records import FINAL_STATES
 from paynow.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from paynow.service.webhook import WebhookService
 
-from scripts import localstack, payloads
+from scripts import localstack
 
 DEFAULT_OUT = localstack.ROOT / "docs" / "benchmarks"
 PRODUCT, QUANTITY, LINE_CENTS = "gems-100", 2, 998
@@ -365,7 +366,7 @@ class Bench:
 
     @staticmethod
     def doc(ids: Ids) -> dict[str, Any]:
-        return payloads.order(
+        return payloads.order_completed(
             ids.event, ids.order, ids.customer, ids.user, [(PRODUCT, QUANTITY, LINE_CENTS)]
         )
 

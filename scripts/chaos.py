@@ -54,9 +54,12 @@ from typing import Any
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import localstack, payloads
+from paynow.domain import payloads
+
+from scripts import localstack
 from tests.support.tcp_proxy import TcpProxy
 
 SECRET = localstack.DEMO_SECRET
@@ -285,10 +288,9 @@ def _reversal_doc(
     amount: int,
 ) -> dict[str, Any]:
     """A refund or chargeback body; PayNow may send these with ``customer: null``."""
-    doc = payloads.reversal(kind, event_id, reversal_id, order_id, customer, amount)
-    if rng.random() < CUSTOMERLESS:
-        doc["body"]["customer"] = None
-    return doc
+    customerless = rng.random() < CUSTOMERLESS
+    build = payloads.refund if kind == "refund" else payloads.chargeback
+    return build(event_id, reversal_id, order_id, None if customerless else customer, amount)
 
 
 def generate(
@@ -311,7 +313,7 @@ def generate(
             order_id = f"ord-{seed}-{i:05d}"
             lines = _lines(rng, unknown=kind == "order_unknown_product")
             meta_user = None if kind == "order_no_user" else user
-            doc = payloads.order(event_id, order_id, cust, meta_user, lines)
+            doc = payloads.order_completed(event_id, order_id, cust, meta_user, lines)
             expect = model.order(order_id, cust, meta_user, lines)
             (story.open_orders if expect.status == PROCESSED else story.dead_orders).append(
                 order_id
@@ -347,7 +349,7 @@ def generate(
             # order behind the first): moves nothing
             order_id = rng.choice([o for o, r in story.refunds.items() if r])
             refund_id = rng.choice(story.refunds[order_id])
-            doc = payloads.reversal("refund", event_id, refund_id, order_id, cust, 1)
+            doc = payloads.refund(event_id, refund_id, order_id, cust, 1)
             expect = model.refund(order_id, refund_id, 1, "completed")
         elif kind == "chargeback":
             order_id = rng.choice(story.open_orders)

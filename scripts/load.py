@@ -31,9 +31,12 @@ from typing import Any
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import localstack, payloads
+from paynow.domain import payloads
+
+from scripts import localstack
 
 PRODUCT, POINTS = "gems-100", localstack.DEMO_CATALOG["gems-100"]
 USERS = 1000
@@ -151,7 +154,7 @@ def send_load(
         mine = results[slot]
         while time.monotonic() < deadline and not stop.is_set():
             i = next(counter)
-            doc = payloads.order(
+            doc = payloads.order_completed(
                 f"load-{run}-{i}",
                 f"order-{run}-{i}",
                 f"cust-{run}-{i % customers}",

@@ -23,13 +23,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
+sys.path.insert(0, str(FUNCTIONS))
+
+from paynow.domain import payloads  # noqa: E402
+
 LOGS = ROOT / ".local" / "logs"
 PROJECT = "demo-paynow"
 TOPIC = "paynow-events"
 DLQ_TOPIC = "paynow-events-dlq"
 PUSH_SUBSCRIPTION = "paynow-events-push"
 DLQ_SUBSCRIPTION = "paynow-events-dlq-sub"
-DEMO_CATALOG = {"gems-100": 100, "gems-550": 550, "gems-1200": 1200, "vip-monthly": 300}
+DEMO_CATALOG = {
+    # the products of the sample events (PayNow product ids are Flake ids): send_webhook's
+    # order_completed credits 2 x 100 + 550 = 750, a subscription period 300
+    payloads.IDS["product"]: 100,
+    payloads.IDS["product2"]: 550,
+    payloads.IDS["plan"]: 300,
+    # readable ids the tests, the benchmark and the chaos run build their orders with
+    "gems-100": 100,
+    "gems-550": 550,
+    "gems-1200": 1200,
+    "vip-monthly": 300,
+}
 DEMO_SECRET = "local-demo-signing-secret"  # noqa: S105 - the local stack's own, never a real one
 PUSH_ACK_DEADLINE_SECONDS = 60
 PUSH_MIN_BACKOFF_SECONDS = 1

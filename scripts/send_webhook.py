@@ -21,28 +21,33 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from paynow.domain import payloads
+
 from scripts.localstack import DEMO_SECRET
-from scripts.payloads import SAMPLE_NAMES, encode, sample, signed
+
+# order_completed, refund, chargeback_closed, ...: PayNow's 19 event types, without "ON_"
+NAMES = {t.removeprefix("ON_").lower(): t for t in payloads.EVENT_TYPES}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("event", choices=SAMPLE_NAMES)
+    parser.add_argument("event", choices=NAMES, metavar="EVENT", help=", ".join(NAMES))
     parser.add_argument(
         "--url", default=os.environ.get("PAYNOW_WEBHOOK_URL", "http://127.0.0.1:8080/")
     )
     parser.add_argument("--fresh", action="store_true", help="give the event a new event id")
     parser.add_argument("--user-id", help="override checkout metadata user_id")
     args = parser.parse_args()
-    doc = sample(args.event)
+    doc = payloads.event(NAMES[args.event])
     if args.fresh:
-        doc["event_id"] = f"demo-{uuid.uuid4().hex[:16]}"
+        doc["event_id"] = str(uuid.uuid4().int % 10**18)  # a new flake-shaped id
     if args.user_id and isinstance(doc["body"].get("checkout"), dict):
         doc["body"]["checkout"]["metadata"] = {"user_id": args.user_id}
     secret = os.environ.get("PAYNOW_WEBHOOK_SECRET", DEMO_SECRET)
-    body, headers = signed(encode(doc), secret)
+    body, headers = payloads.signed(doc, secret)
     request = urllib.request.Request(args.url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310

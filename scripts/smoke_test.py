@@ -24,9 +24,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 
-from scripts.payloads import signed
+from paynow.domain.payloads import signed
 
 SMOKE_EVENT_TYPE = "SMOKE_TEST"
 FIRESTORE_URL = "https://firestore.googleapis.com"

@@ -37,6 +37,7 @@ import flask
 import pytest
 from paynow import observability, runtime
 from paynow.adapters.secrets import StaticSecrets
+from paynow.domain import payloads
 from paynow.domain.errors import DependencyUnavailable, TransientError, Unauthenticated
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
@@ -44,7 +45,6 @@ from paynow.service.reconcile import ReconcileService
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import WorkerService
 
-from scripts import payloads
 from tests.infra.conftest import (
     ROOT,
     FakeGcloud,
@@ -672,7 +672,9 @@ def _post(function: Any, body: bytes, headers: dict[str, str]) -> int:
 
 
 def _order(event_id: str, product: str = "gems-100") -> tuple[bytes, dict[str, str]]:
-    doc = payloads.order(event_id, f"o-{event_id}", f"c-{event_id}", "user-42", [(product, 1, 199)])
+    doc = payloads.order_completed(
+        event_id, f"o-{event_id}", f"c-{event_id}", "user-42", [(product, 1, 199)]
+    )
     return payloads.signed(doc, SECRET, int(NOW * 1000))
 
 
@@ -709,7 +711,7 @@ def _run_the_code(main: Any, mp: pytest.MonkeyPatch) -> None:
     assert _post(main.paynow_reconcile, b"{}", {"Authorization": "Bearer x"}) == 401
 
     stuck = FakeStore(CATALOG, now=store.now - timedelta(hours=1))
-    doc = payloads.order("stuck", "o-stuck", "c-stuck", "user-42", [("gems-100", 1, 199)])
+    doc = payloads.order_completed("stuck", "o-stuck", "c-stuck", "user-42", [("gems-100", 1, 199)])
     stuck.record_received(normalize(parse_envelope(payloads.encode(doc)), "user_id"), "queue")
     reconcile_settings = settings(WEBHOOK_MODE="queue", RECONCILE_AFTER_SECONDS="300")
     ReconcileService(reconcile_settings, stuck, FakePublisher(), clock=lambda: NOW).run()

@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import pytest
 import requests
 from google.cloud import firestore, pubsub_v1
+from paynow.domain import payloads
 
-from scripts import localstack, payloads
+from scripts import localstack
 from tests.conftest import Emulators
 from tests.support.oidc import CertsServer, KeyPair
 from tests.support.tcp_proxy import TcpProxy

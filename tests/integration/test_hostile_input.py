@@ -41,8 +41,9 @@ from google.cloud import firestore, pubsub_v1
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 from paynow import runtime
+from paynow.domain import payloads
 
-from scripts import localstack, payloads
+from scripts import localstack
 from tests.conftest import Emulators
 from tests.integration.conftest import (
     PREVIOUS_SECRET,
@@ -183,13 +184,14 @@ def sample_doc(kind: str) -> dict[str, Any]:
     """A PayNow sample with placeholder ids: evt-, ord-, rev-, sub-, cus-, usr- + TAG."""
     i = {k: f"{k}-{TAG}" for k in ("evt", "ord", "rev", "sub", "cus", "usr")}
     if kind == "order_completed":
-        return payloads.order(i["evt"], i["ord"], i["cus"], i["usr"], LINES)
+        return payloads.order_completed(i["evt"], i["ord"], i["cus"], i["usr"], LINES)
     if kind in ("refund", "chargeback"):
-        return payloads.reversal(kind, i["evt"], i["rev"], i["ord"], i["cus"], 398)
+        build = payloads.refund if kind == "refund" else payloads.chargeback
+        return build(i["evt"], i["rev"], i["ord"], i["cus"], 398)
     if kind.startswith("subscription_"):
         sub_kind = kind.removeprefix("subscription_")
         return payloads.subscription(sub_kind, i["evt"], i["sub"], i["cus"], i["usr"])
-    doc = payloads.order(i["evt"], i["ord"], i["cus"], i["usr"], LINES)
+    doc = payloads.order_completed(i["evt"], i["ord"], i["cus"], i["usr"], LINES)
     doc["event_type"] = UNKNOWN_TYPE
     return doc
 
@@ -320,7 +322,7 @@ UNSIGNED = [
 def webhook_cases(
     draw: st.DrawFn, *, signed: bool, header_text: st.SearchStrategy[str], max_body: int
 ) -> WebhookCase:
-    kind = draw(st.sampled_from([*payloads.SAMPLE_NAMES, "unknown", "raw"]), label="kind")
+    kind = draw(st.sampled_from([*payloads.EVENT_TYPES, "unknown", "raw"]), label="kind")
     raw = draw(RAW_BODIES.filter(lambda b: len(b) <= max_body)) if kind == "raw" else None
     doc = None if raw is not None else draw(mutated(sample_doc(kind)))
     if signed:
@@ -921,7 +923,7 @@ def test_a_firestore_reserved_id_is_not_an_id(inprocess, field_name, expected):
         "user_id": f"usr-{tag}",
     }
     ids[field_name] = "__x__"
-    doc = payloads.order(
+    doc = payloads.order_completed(
         ids["event_id"], ids["order_id"], f"cus-{tag}", ids["user_id"], [(ids["product_id"], 1, 1)]
     )
     raw, headers = payloads.signed(doc, SECRET)

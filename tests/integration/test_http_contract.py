@@ -7,8 +7,8 @@ import time
 
 import pytest
 import requests
+from paynow.domain import payloads
 
-from scripts import payloads
 from tests.integration.conftest import (
     PREVIOUS_SECRET,
     PUSH_SA,
@@ -23,7 +23,7 @@ LINES = [("gems-100", 1, 199)]
 
 
 def _order(ids):
-    return payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), LINES)
+    return payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), LINES)
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])

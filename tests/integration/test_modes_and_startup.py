@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from paynow.domain import payloads
 
-from scripts import localstack, payloads
+from scripts import localstack
 from tests.integration.conftest import SECRET, balance, ledger, send, status_of, wait_for
 
 LINES = [("gems-550", 2, 1998)]  # 1100 points
@@ -14,7 +15,7 @@ LINES = [("gems-550", 2, 1998)]  # 1100 points
 
 def test_switch_queue_to_sync_with_messages_in_flight_loses_and_doubles_nothing(stack, db, ids):
     events = [
-        payloads.order(ids(f"e{i}"), ids(f"o{i}"), ids(f"c{i}"), ids(f"u{i}"), LINES)
+        payloads.order_completed(ids(f"e{i}"), ids(f"o{i}"), ids(f"c{i}"), ids(f"u{i}"), LINES)
         for i in range(6)
     ]
     with stack.worker_firestore.down():
@@ -61,21 +62,25 @@ def test_logs_hold_no_secret_signature_email_name_or_ip(stack, db, ids, dlq):
     sent = []
     for webhook in (stack.webhook_sync, stack.webhook_queue):
         for doc in (
-            payloads.order(ids("ok"), ids("o"), ids("c"), ids("u"), LINES),
-            payloads.order(ids("nouser") + webhook[-6:-1], ids("o2"), ids("c"), None, LINES),
-            payloads.reversal(
-                "refund", ids("r") + webhook[-6:-1], ids("rr"), "missing", ids("c"), 5
+            payloads.order_completed(ids("ok"), ids("o"), ids("c"), ids("u"), LINES),
+            payloads.order_completed(
+                ids("nouser") + webhook[-6:-1], ids("o2"), ids("c"), None, LINES
             ),
+            payloads.refund(ids("r") + webhook[-6:-1], ids("rr"), "missing", ids("c"), 5),
         ):
             _, headers = payloads.signed(doc, SECRET)
             sent.append(headers["PayNow-Signature"])
             send(webhook, doc)
     send(stack.webhook_sync, b"not json at all")
-    send(stack.webhook_sync, payloads.order(ids("bad"), "o", "c", "u", LINES), secret="wrong")
+    send(
+        stack.webhook_sync,
+        payloads.order_completed(ids("bad"), "o", "c", "u", LINES),
+        secret="wrong",
+    )
     time.sleep(3)
     text = "".join(p.log.read_text(errors="replace") for p in stack.processes.values())
     assert ids("ok") in text  # the logs are there and carry event ids
-    sample = payloads.sample("order_completed")["body"]
+    sample = payloads.event("ON_ORDER_COMPLETED")["body"]
     forbidden = [
         SECRET,
         sample["billing_email"],

@@ -14,10 +14,11 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore, pubsub_v1
 from paynow.adapters.firestore_store import FirestoreEventStore
+from paynow.domain import payloads
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
 
-from scripts import localstack, payloads
+from scripts import localstack
 from scripts import ops as cli
 from scripts.paynow_ops.clients import Ops
 from tests.infra.conftest import make_fake
@@ -76,7 +77,9 @@ def _publish_dead_letter(data: bytes, **attributes: str) -> None:
 
 def _dead_lettered_order(stack, db, ids) -> str:
     product = ids("pack")
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), [(product, 2, 500)])
+    doc = payloads.order_completed(
+        ids("evt"), ids("order"), ids("cust"), ids("user"), [(product, 2, 500)]
+    )
     assert send(stack.webhook_queue, doc).json()["status"] == "accepted"
     wait_for(lambda: status_of(db, ids("evt")) == "dead_lettered")
     return str(product)
@@ -161,7 +164,9 @@ def test_a_message_pubsub_dead_lettered_itself_is_replayed_with_fresh_attempts(
     stack, db, ids, own_dlq
 ):
     """Pub/Sub gave up on it: the record is still received, the message has no errorCode."""
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)])
+    doc = payloads.order_completed(
+        ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)]
+    )
     event = normalize(parse_envelope(payloads.encode(doc)), "user_id")
     store = FirestoreEventStore(db, ttl_days=1)
     assert store.record_received(event, "queue") is None
@@ -249,7 +254,9 @@ def test_dlq_list_counts_more_than_a_page_and_consumes_nothing(stack, ids, own_d
 
 
 def test_ledger_verify_catches_a_balance_corrupted_by_hand(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)])
+    doc = payloads.order_completed(
+        ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)]
+    )
     assert send(stack.webhook_sync, doc).json()["status"] == "processed"
     code, verdict = ops(stack, "ledger", "verify", "--user", ids("user"))
     assert code == 0 and verdict["ok"] is True and verdict["entriesChecked"] == 1
@@ -270,7 +277,9 @@ def test_ledger_verify_catches_a_balance_corrupted_by_hand(stack, db, ids):
 
 
 def test_ledger_verify_catches_a_deleted_balance_and_unreadable_fields(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)])
+    doc = payloads.order_completed(
+        ids("evt"), ids("order"), ids("cust"), ids("user"), [("gems-100", 1, 1)]
+    )
     assert send(stack.webhook_sync, doc).json()["status"] == "processed"
     user = db.collection("users").document(ids("user"))
     kept = user.get().to_dict()

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from paynow.domain import payloads
 
-from scripts import payloads
 from tests.integration.conftest import balance, event, ledger, send, status_of, wait_for
 
 ORDER_LINES = [("gems-550", 1, 999)]  # 550 points for 999 cents
@@ -27,20 +27,22 @@ def _final(db: Any, event_id: str) -> str:
 
 
 def _credit(stack: Any, db: Any, ids: Any, mode: str) -> None:
-    doc = payloads.order(ids("o-evt"), ids("order"), ids("cust"), ids("user"), ORDER_LINES)
+    doc = payloads.order_completed(
+        ids("o-evt"), ids("order"), ids("cust"), ids("user"), ORDER_LINES
+    )
     send(_url(stack, mode), doc)
     assert _final(db, ids("o-evt")) == "processed"
     assert balance(db, ids("user")) == 550
 
 
 def _refund(ids: Any, key: str, refunded: int, *, paid: int = 999, **body: Any) -> dict[str, Any]:
-    doc = payloads.reversal("refund", ids(key), ids(f"rf-{key}"), ids("order"), ids("cust"), 0)
+    doc = payloads.refund(ids(key), ids(f"rf-{key}"), ids("order"), ids("cust"), 0)
     doc["body"].update(amount=paid, store_refund_amount=refunded, **body)
     return doc
 
 
 def _chargeback(ids: Any, key: str, event_type: str = "ON_CHARGEBACK", **body: Any) -> Any:
-    doc = payloads.reversal("chargeback", ids(key), ids("pay"), ids("order"), ids("cust"), 999)
+    doc = payloads.chargeback(ids(key), ids("pay"), ids("order"), ids("cust"), 999)
     doc["event_type"] = event_type
     doc["body"].update(body)
     return doc
@@ -120,7 +122,9 @@ def test_a_won_close_of_an_order_without_a_chargeback_is_dead_lettered(stack, db
 def test_a_customerless_refund_right_behind_its_queued_order_waits_for_it(stack, db, ids, mode):
     """The order is queued; the refund, with ``customer: null``, has no ordering key in common
     with it. It must wait for the order (both modes), never be dead-lettered for overtaking."""
-    order = payloads.order(ids("o-evt"), ids("order"), ids("cust"), ids("user"), ORDER_LINES)
+    order = payloads.order_completed(
+        ids("o-evt"), ids("order"), ids("cust"), ids("user"), ORDER_LINES
+    )
     with stack.worker_firestore.down():  # the worker cannot take the order yet
         assert send(stack.webhook_queue, order).json()["status"] == "accepted"
         answer = send(_url(stack, mode), _refund(ids, "r1", 999, customer=None))

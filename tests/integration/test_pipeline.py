@@ -7,8 +7,8 @@ import time
 
 import pytest
 import requests
+from paynow.domain import payloads
 
-from scripts import payloads
 from tests.integration.conftest import (
     WORKER_MAX_ATTEMPTS,
     balance,
@@ -24,7 +24,7 @@ SAMPLE_LINES = [("gems-100", 2, 398), ("gems-550", 1, 999)]  # 2x100 + 550 = 750
 
 
 def test_queue_mode_credits_points_through_real_push(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
     answer = send(stack.webhook_queue, doc)
     assert answer.status_code == 200
     assert answer.json() == {"status": "accepted", "eventId": ids("evt")}
@@ -43,7 +43,7 @@ def test_queue_mode_credits_points_through_real_push(stack, db, ids):
 
 
 def test_duplicate_webhook_credits_once(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
     assert send(stack.webhook_queue, doc).json()["status"] == "accepted"
     wait_for(lambda: status_of(db, ids("evt")) == "processed")
     again = send(stack.webhook_queue, doc)
@@ -55,7 +55,7 @@ def test_duplicate_webhook_credits_once(stack, db, ids):
 
 
 def test_concurrent_duplicates_credit_once(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
     answers: list[int] = []
 
     def deliver(url: str) -> None:
@@ -77,7 +77,7 @@ def test_concurrent_duplicates_credit_once(stack, db, ids):
 
 
 def test_duplicate_push_delivery_is_acknowledged_once(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
     send(stack.webhook_queue, doc)
     wait_for(lambda: status_of(db, ids("evt")) == "processed")
     message = {
@@ -94,7 +94,7 @@ def test_duplicate_push_delivery_is_acknowledged_once(stack, db, ids):
 
 
 def test_terminal_failure_is_dead_lettered(stack, db, ids, dlq):
-    doc = payloads.order(
+    doc = payloads.order_completed(
         ids("evt"), ids("order"), ids("cust"), ids("user"), [("no-such-pack", 1, 100)]
     )
     assert send(stack.webhook_queue, doc).json()["status"] == "accepted"
@@ -110,7 +110,7 @@ def test_terminal_failure_is_dead_lettered(stack, db, ids, dlq):
 
 
 def test_sync_mode_processes_inline(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
     answer = send(stack.webhook_sync, doc)
     assert answer.json() == {"status": "processed", "eventId": ids("evt")}
     # Processed before the answer: nothing to wait for.
@@ -120,7 +120,7 @@ def test_sync_mode_processes_inline(stack, db, ids):
 
 
 def test_sync_mode_terminal_failure_answers_dead_lettered(stack, db, ids, dlq):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), None, SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), None, SAMPLE_LINES)
     answer = send(stack.webhook_sync, doc)
     assert answer.status_code == 200
     assert answer.json() == {
@@ -137,10 +137,10 @@ def test_sync_mode_terminal_failure_answers_dead_lettered(stack, db, ids, dlq):
 def test_one_customers_events_apply_in_order(stack, db, ids):
     cust, user, order_id = ids("cust"), ids("user"), ids("order")
     events = [
-        payloads.order(ids("e1"), order_id, cust, user, SAMPLE_LINES),
-        payloads.reversal("refund", ids("e2"), ids("r1"), order_id, cust, 398),
-        payloads.reversal("refund", ids("e3"), ids("r2"), order_id, cust, 500),
-        payloads.reversal("chargeback", ids("e4"), ids("c1"), order_id, cust, 499),
+        payloads.order_completed(ids("e1"), order_id, cust, user, SAMPLE_LINES),
+        payloads.refund(ids("e2"), ids("r1"), order_id, cust, 398),
+        payloads.refund(ids("e3"), ids("r2"), order_id, cust, 500),
+        payloads.chargeback(ids("e4"), ids("c1"), order_id, cust, 499),
     ]
     for doc in events:
         assert send(stack.webhook_queue, doc).json()["status"] == "accepted"
@@ -166,7 +166,7 @@ def test_subscription_lifecycle(stack, db, ids):
 
 
 def test_worker_firestore_outage_is_retried_and_processed_once(stack, db, ids):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
     proxy = stack.worker_firestore
     refused_before = proxy.refused
     with proxy.down():
@@ -192,7 +192,7 @@ def test_worker_firestore_outage_is_retried_and_processed_once(stack, db, ids):
 def test_webhook_answers_503_when_a_dependency_is_down_and_loses_nothing(
     stack, db, ids, dependency, left_behind
 ):
-    doc = payloads.order(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
+    doc = payloads.order_completed(ids("evt"), ids("order"), ids("cust"), ids("user"), SAMPLE_LINES)
     with getattr(stack, dependency).down():
         answer = send(stack.webhook_queue, doc)
         assert answer.status_code == 503
@@ -207,16 +207,10 @@ def test_webhook_answers_503_when_a_dependency_is_down_and_loses_nothing(
 
 def test_attempts_exhausted_is_dead_lettered(stack, db, ids, dlq):
     cust = ids("cust")
-    # An earlier event of the customer stuck in `received` keeps the refund waiting (transient).
-    db.collection("webhookEvents").document(ids("stuck")).set(
-        {
-            "eventType": "ON_ORDER_COMPLETED",
-            "customerId": cust,
-            "status": "received",
-            "receivedAt": 0,
-            "data": {},
-        }
-    )
+    # A poison event: its order's document is corrupt (no user), so processing meets an
+    # unexpected error on every delivery, which is counted like a transient failure.
+    # (Waiting for an earlier event is not counted: it cannot exhaust an event.)
+    db.collection("paynowOrders").document(ids("order")).set({"pointsCredited": 5})
     # A refund recorded as queued, delivered the way push does until the worker gives up.
     db.collection("webhookEvents").document(ids("evt")).set(
         {

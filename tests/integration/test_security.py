@@ -29,8 +29,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from paynow.domain import payloads
 
-from scripts import localstack, payloads
+from scripts import localstack
 from tests.integration.conftest import (
     PUSH_SA,
     SECRET,
@@ -65,8 +66,8 @@ def test_worker_logs_hold_no_token_email_or_personal_data(stack, db, ids):
     # Real events through the queue: the push worker handles payloads that carry PII.
     lines = [("gems-100", 1, 199)]
     docs = [
-        payloads.order(ids("evt"), ids("ord"), ids("cus"), ids("usr"), lines),
-        payloads.order(ids("nouser"), ids("ord2"), ids("cus"), None, lines),
+        payloads.order_completed(ids("evt"), ids("ord"), ids("cus"), ids("usr"), lines),
+        payloads.order_completed(ids("nouser"), ids("ord2"), ids("cus"), None, lines),
     ]
     for doc in docs:
         assert send(stack.webhook_queue, doc).status_code == 200
@@ -91,7 +92,7 @@ def test_worker_logs_hold_no_token_email_or_personal_data(stack, db, ids):
         for name in ("worker", "worker_oidc", "webhook_queue")
     )
     assert ids("evt") in text  # the logs are there
-    sample = payloads.sample("order_completed")["body"]
+    sample = payloads.event("ON_ORDER_COMPLETED")["body"]
     forbidden = {
         "signing secret": SECRET,
         "push service account": PUSH_SA,
@@ -223,7 +224,9 @@ def test_an_endless_chunked_body_is_cut_after_one_mib(stack, target):
 
 def test_one_mib_is_the_bound_for_a_signed_event(stack, db):
     event_id = f"evt-{uuid.uuid4().hex[:12]}"
-    raw = payloads.encode(payloads.order(event_id, "o-" + event_id, "c", "u", [("gems-100", 1, 1)]))
+    raw = payloads.encode(
+        payloads.order_completed(event_id, "o-" + event_id, "c", "u", [("gems-100", 1, 1)])
+    )
     exact = raw[:-1] + b" " * (MIB - len(raw)) + b"}"
     assert len(exact) == MIB
     answer = requests.post(

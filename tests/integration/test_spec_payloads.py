@@ -53,17 +53,10 @@ EXPECTED = {t: "ignored" for t in p.EVENT_TYPES} | {
     "ON_SUBSCRIPTION_CANCELED": "processed",
     "ON_REFUND": "processed",
     "ON_CHARGEBACK": "processed",
+    "ON_CHARGEBACK_CLOSED": "processed",
 }
-# --- where the lead tightens at merge (issue 12, items 2-3) --------------------------------
-# Today ON_CHARGEBACK_CLOSED is `ignored` (the lead: a won close is `processed`), and the
-# minimal refund and chargeback are dead-lettered as `event_mismatch` because today's parser
-# still needs their `amount` (tests/unit/test_payloads.py: TODAY_ALSO_NEEDED).
-TODAY = {
-    ("canonical", "ON_CHARGEBACK_CLOSED"): "ignored",
-    ("minimal", "ON_CHARGEBACK_CLOSED"): "ignored",
-    ("minimal", "ON_REFUND"): "dead_lettered",
-    ("minimal", "ON_CHARGEBACK"): "dead_lettered",
-}
+# The canonical story's close is `won`, after a full refund and a chargeback that found
+# nothing left: it gives back nothing, but it is processed (its ledger entry says so).
 
 
 def flake_id() -> str:
@@ -113,7 +106,7 @@ def test_every_type_canonical_and_minimal_ends_final(stack, db, spec_catalog, mo
         (variant, event_type): wait_for(lambda e=event_id: final_status(db, e), WORKER_TIMEOUT)
         for variant, event_type, event_id in sent
     }
-    expected = {(v, t): EXPECTED[t] for v, t, _ in sent} | TODAY
+    expected = {(v, t): EXPECTED[t] for v, t, _ in sent}
     assert statuses == expected
     for _, _, event_id in sent:
         stored = json.dumps(find_event(db, event_id), default=str)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 from paynow.adapters.firestore_store import CUSTOMERS, FirestoreEventStore
+from paynow.domain import payloads
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.records import BEHIND
 
-from scripts import payloads
 from tests.integration.conftest import Stack
 
 
@@ -27,7 +27,9 @@ def store(stack: Stack, db: firestore.Client) -> FirestoreEventStore:
 
 
 def _order(event_id: str, customer: str, user: str) -> PayNowEvent:
-    doc = payloads.order(event_id, f"o-{event_id}", customer, user, [("gems-100", 1, 199)])
+    doc = payloads.order_completed(
+        event_id, f"o-{event_id}", customer, user, [("gems-100", 1, 199)]
+    )
     return normalize(parse_envelope(payloads.encode(doc)), "user_id")
 
 

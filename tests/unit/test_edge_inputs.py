@@ -8,10 +8,9 @@ import json
 import pytest
 from paynow.adapters import oidc
 from paynow.domain import events as ev
+from paynow.domain import payloads
 from paynow.domain.errors import Unauthenticated
 from paynow.domain.messages import decode_push
-
-from scripts import payloads
 
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"])
@@ -26,7 +25,7 @@ def test_ids_firestore_reserves_are_not_valid_ids(value: str) -> None:
 
 
 def test_a_lone_surrogate_in_subscription_text_is_dropped() -> None:
-    doc = payloads.sample("subscription_renewed")
+    doc = payloads.event("ON_SUBSCRIPTION_RENEWED")
     doc["body"]["status"] = "\ud800"
     doc["body"]["current_period_end"] = "x\udfff"
     raw = json.dumps(doc).encode()  # ASCII escapes, as a sender would send them

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from paynow.domain import events as ev
+from paynow.domain import payloads
 from paynow.domain.errors import EventMismatch, InvalidPayload
 from paynow.domain.messages import QueueMessage
 
-from scripts import payloads
-
-PII = ("jane.doe@example.com", "Jane Doe", "203.0.113.7", "Steve")
+PII = payloads.PII
+IDS = payloads.IDS
 
 
 def parse(doc: dict[str, Any], key: str = "user_id") -> ev.PayNowEvent:
@@ -68,9 +68,9 @@ def test_parse_envelope_needs_an_event_type(event_type: object) -> None:
 
 
 def test_parse_envelope_returns_id_type_and_body() -> None:
-    doc = payloads.sample("refund")
+    doc = payloads.event("ON_REFUND")
     envelope = ev.parse_envelope(payloads.encode(doc))
-    assert envelope.event_id == "411486491630371015"
+    assert envelope.event_id == payloads.EVENT_IDS["ON_REFUND"]
     assert envelope.event_type == "ON_REFUND"
     assert envelope.body == doc["body"]
 
@@ -84,23 +84,23 @@ def test_parse_envelope_keeps_a_missing_body_as_none() -> None:
 
 
 def test_order_sample_is_normalized() -> None:
-    event = parse(payloads.sample("order_completed"))
-    assert event.event_id == "411486491630371002"
+    event = parse(payloads.event("ON_ORDER_COMPLETED"))
+    assert event.event_id == payloads.EVENT_IDS["ON_ORDER_COMPLETED"]
     assert event.event_type == ev.EventType.ORDER_COMPLETED
-    assert event.customer_id == "cust-7"
+    assert event.customer_id == IDS["customer"]
     assert event.user_id == "user-42"
     assert event.handled
     assert event.details == ev.OrderCompleted(
-        order_id="411486491630371000",
-        lines=(ev.OrderLine("gems-100", 2), ev.OrderLine("gems-550", 1)),
+        order_id=IDS["order"],
+        lines=(ev.OrderLine(IDS["product"], 2), ev.OrderLine(IDS["product2"], 1)),
         total_amount=1397,
         currency="usd",
     )
     assert event.record_data() == {
-        "orderId": "411486491630371000",
+        "orderId": IDS["order"],
         "lines": [
-            {"productId": "gems-100", "quantity": 2},
-            {"productId": "gems-550", "quantity": 1},
+            {"productId": IDS["product"], "quantity": 2},
+            {"productId": IDS["product2"], "quantity": 1},
         ],
         "totalAmount": 1397,
         "currency": "usd",
@@ -108,7 +108,7 @@ def test_order_sample_is_normalized() -> None:
 
 
 def test_order_currency_is_lowercased() -> None:
-    doc = payloads.sample("order_completed")
+    doc = payloads.event("ON_ORDER_COMPLETED")
     doc["body"]["currency"] = "EUR"
     details = parse(doc).details
     assert isinstance(details, ev.OrderCompleted)
@@ -116,22 +116,22 @@ def test_order_currency_is_lowercased() -> None:
 
 
 def test_a_refund_reverses_its_store_refund_amount_not_the_payment_amount() -> None:
-    doc = payloads.sample("refund")
+    doc = payloads.event("ON_REFUND")
     doc["body"].update(currency="USD", amount=999, store_refund_amount=333, status="Completed")
     event = parse(doc)
     assert event.event_type == ev.EventType.REFUND
-    assert event.customer_id == "cust-7"
+    assert event.customer_id == IDS["customer"]
     assert event.user_id is None  # refunds carry no checkout metadata
     assert event.details == ev.Refund(
         refund_id=doc["body"]["id"],
-        order_id="411486491630371000",
+        order_id=IDS["order"],
         amount=333,
         currency="usd",
         status="completed",
     )
     assert event.record_data() == {
         "reversalId": doc["body"]["id"],
-        "orderId": "411486491630371000",
+        "orderId": IDS["order"],
         "amount": 333,
         "currency": "usd",
         "status": "completed",
@@ -140,24 +140,25 @@ def test_a_refund_reverses_its_store_refund_amount_not_the_payment_amount() -> N
 
 @pytest.mark.parametrize("missing", ["store_refund_amount", "status", "currency", "order_id"])
 def test_a_refund_without_a_field_processing_reads_is_event_mismatch(missing: str) -> None:
-    doc = payloads.sample("refund")
+    doc = payloads.event("ON_REFUND")
     del doc["body"][missing]
     with pytest.raises(EventMismatch, match=missing):
         parse(doc)
 
 
 def test_a_refund_needs_neither_the_payment_amount_nor_a_customer() -> None:
-    doc = payloads.sample("refund")
+    doc = payloads.event("ON_REFUND")
     del doc["body"]["amount"]
     doc["body"]["customer"] = None
     event = parse(doc)
     assert event.customer_id is None
     assert event.ordering_key == event.event_id
-    assert isinstance(event.details, ev.Refund) and event.details.amount == 398
+    assert isinstance(event.details, ev.Refund)
+    assert event.details.amount == doc["body"]["store_refund_amount"] == 1397
 
 
 def test_a_chargeback_is_its_payment_and_order_only() -> None:
-    doc = payloads.sample("chargeback")
+    doc = payloads.event("ON_CHARGEBACK")
     for unused in ("amount", "currency", "status", "chargeback_status"):
         del doc["body"][unused]
     event = parse(doc)
@@ -171,7 +172,7 @@ def test_a_chargeback_is_its_payment_and_order_only() -> None:
 
 
 def test_a_chargeback_close_carries_its_outcome() -> None:
-    doc = payloads.sample("chargeback")
+    doc = payloads.event("ON_CHARGEBACK")
     doc["event_type"] = "ON_CHARGEBACK_CLOSED"
     doc["body"].update(chargeback_status="WON", customer=None)
     event = parse(doc)
@@ -205,26 +206,26 @@ def test_stored_reversals_are_rebuilt(event_type: str, data: dict[str, object]) 
     [("activated", "active"), ("renewed", "active"), ("canceled", "canceled")],
 )
 def test_subscription_samples_are_normalized(kind: str, status: str) -> None:
-    event = parse(payloads.sample(f"subscription_{kind}"))
+    event = parse(payloads.event(f"ON_SUBSCRIPTION_{kind.upper()}"))
     assert event.event_type == f"ON_SUBSCRIPTION_{kind.upper()}"
-    assert event.customer_id == "cust-7"
+    assert event.customer_id == IDS["customer"]
     assert event.user_id == "user-42"
     assert event.details == ev.SubscriptionChange(
-        subscription_id="sub-1",
-        product_id="vip-monthly",
+        subscription_id=IDS["subscription"],
+        product_id=IDS["plan"],
         status=status,
-        current_period_end="2026-11-22T12:00:00.000Z",
+        current_period_end="2026-12-22T12:00:00Z",
     )
     assert event.record_data() == {
-        "subscriptionId": "sub-1",
-        "productId": "vip-monthly",
+        "subscriptionId": IDS["subscription"],
+        "productId": IDS["plan"],
         "status": status,
-        "currentPeriodEnd": "2026-11-22T12:00:00.000Z",
+        "currentPeriodEnd": "2026-12-22T12:00:00Z",
     }
 
 
 def test_user_id_comes_from_the_configured_metadata_key() -> None:
-    doc = payloads.sample("order_completed")
+    doc = payloads.event("ON_ORDER_COMPLETED")
     doc["body"]["checkout"]["metadata"] = {"user_id": "wrong", "app_uid": "player-9"}
     assert parse(doc, key="app_uid").user_id == "player-9"
     assert parse(doc, key="user_id").user_id == "wrong"
@@ -236,26 +237,26 @@ def test_user_id_comes_from_the_configured_metadata_key() -> None:
     [None, "x", {"metadata": None}, {"metadata": []}, {"metadata": {"user_id": 42}}],
 )
 def test_missing_or_malformed_metadata_gives_no_user(checkout: object) -> None:
-    doc = payloads.sample("order_completed")
+    doc = payloads.event("ON_ORDER_COMPLETED")
     doc["body"]["checkout"] = checkout
     assert parse(doc).user_id is None
 
 
 def test_invalid_user_id_is_dropped() -> None:
-    doc = payloads.sample("order_completed")
+    doc = payloads.event("ON_ORDER_COMPLETED")
     doc["body"]["checkout"]["metadata"] = {"user_id": "../users/admin"}
     assert parse(doc).user_id is None
 
 
 def test_customer_id_falls_back_to_body_customer_id() -> None:
-    doc = payloads.sample("subscription_activated")
+    doc = payloads.event("ON_SUBSCRIPTION_ACTIVATED")
     del doc["body"]["customer"]
     doc["body"]["customer_id"] = "cust-9"
     assert parse(doc).customer_id == "cust-9"
 
 
 def test_no_customer_gives_no_customer_id_and_event_id_ordering_key() -> None:
-    doc = payloads.sample("refund")
+    doc = payloads.event("ON_REFUND")
     del doc["body"]["customer"]
     event = parse(doc)
     assert event.customer_id is None
@@ -265,12 +266,12 @@ def test_no_customer_gives_no_customer_id_and_event_id_ordering_key() -> None:
 # --- PII ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", payloads.SAMPLE_NAMES)
+@pytest.mark.parametrize("name", payloads.EVENT_TYPES)
 def test_no_pii_survives_normalization(name: str) -> None:
-    doc = payloads.sample(name)
+    doc = payloads.event(name)
     raw = payloads.encode(doc)
     present = [p for p in PII if p.encode() in raw]
-    assert "jane.doe@example.com" in present  # the sample does carry PII
+    assert present  # every canonical body carries personal data (a name at least)
     event = parse(doc)
     kept = json.dumps(event.record_data()) + QueueMessage.for_event(event).data().decode()
     kept += repr(event)
@@ -282,25 +283,25 @@ def test_no_pii_survives_normalization(name: str) -> None:
 
 
 def _order_with(**changes: Any) -> dict[str, Any]:
-    doc = payloads.sample("order_completed")
+    doc = payloads.event("ON_ORDER_COMPLETED")
     doc["body"].update(changes)
     return doc
 
 
 def _order_line(**changes: Any) -> dict[str, Any]:
-    doc = payloads.sample("order_completed")
+    doc = payloads.event("ON_ORDER_COMPLETED")
     doc["body"]["lines"][0].update(changes)
     return doc
 
 
 def _refund_with(**changes: Any) -> dict[str, Any]:
-    doc = payloads.sample("refund")
+    doc = payloads.event("ON_REFUND")
     doc["body"].update(changes)
     return doc
 
 
 def _without(name: str, field: str) -> dict[str, Any]:
-    doc = payloads.sample(name)
+    doc = payloads.event(name)
     del doc["body"][field]
     return doc
 
@@ -327,17 +328,17 @@ def _without(name: str, field: str) -> dict[str, Any]:
         pytest.param(_order_with(total_amount=2**53), id="order-amount-too-big"),
         pytest.param(_order_with(currency="dollars"), id="order-bad-currency"),
         pytest.param(_order_with(currency=None), id="order-no-currency"),
-        pytest.param(_without("order_completed", "id"), id="order-no-id"),
-        pytest.param(_without("refund", "order_id"), id="refund-no-order-id"),
+        pytest.param(_without("ON_ORDER_COMPLETED", "id"), id="order-no-id"),
+        pytest.param(_without("ON_REFUND", "order_id"), id="refund-no-order-id"),
         pytest.param(_refund_with(order_id=411486491630371000), id="refund-int-order-id"),
         pytest.param(_refund_with(store_refund_amount="398"), id="refund-string-amount"),
         pytest.param(_refund_with(store_refund_amount=None), id="refund-no-amount"),
         pytest.param(_refund_with(store_refund_amount=-1), id="refund-negative-amount"),
         pytest.param(_refund_with(status=7), id="refund-int-status"),
         pytest.param(_refund_with(status=""), id="refund-empty-status"),
-        pytest.param(_without("chargeback", "id"), id="chargeback-no-id"),
-        pytest.param(_without("subscription_activated", "product_id"), id="sub-no-product"),
-        pytest.param(_without("subscription_renewed", "id"), id="sub-no-id"),
+        pytest.param(_without("ON_CHARGEBACK", "id"), id="chargeback-no-id"),
+        pytest.param(_without("ON_SUBSCRIPTION_ACTIVATED", "product_id"), id="sub-no-product"),
+        pytest.param(_without("ON_SUBSCRIPTION_RENEWED", "id"), id="sub-no-id"),
     ],
 )
 def test_payload_that_does_not_match_its_type_is_event_mismatch(doc: dict[str, Any]) -> None:
@@ -369,7 +370,7 @@ def test_unknown_type_keeps_its_customer_for_ordering() -> None:
 
 
 def test_event_type_is_case_sensitive() -> None:
-    doc = payloads.sample("order_completed")
+    doc = payloads.event("ON_ORDER_COMPLETED")
     doc["event_type"] = "on_order_completed"
     assert not parse(doc).handled
 
@@ -377,12 +378,12 @@ def test_event_type_is_case_sensitive() -> None:
 # --- from_record -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [*payloads.SAMPLE_NAMES, "unknown"])
+@pytest.mark.parametrize("name", [*payloads.EVENT_TYPES, "unknown"])
 def test_from_record_round_trips_record_data(name: str) -> None:
     if name == "unknown":
         doc: dict[str, Any] = {"event_id": "e9", "event_type": "ON_X", "body": {}}
     else:
-        doc = payloads.sample(name)
+        doc = payloads.event(name)
     event = parse(doc)
     stored = json.loads(json.dumps(event.record_data()))  # as a document store would keep it
     rebuilt = ev.from_record(
@@ -445,7 +446,7 @@ def test_is_valid_id(value: object, valid: bool) -> None:
     "event_type", ["jane.doe@example.com", "ON REFUND", "ON-REFUND", "A" * 65, "_ON_X"]
 )
 def test_event_type_that_is_not_a_paynow_constant_is_an_invalid_payload(event_type: str) -> None:
-    doc = payloads.sample("refund")
+    doc = payloads.event("ON_REFUND")
     doc["event_type"] = event_type
     with pytest.raises(InvalidPayload):
         ev.parse_envelope(payloads.encode(doc))

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from paynow.domain import payloads
 from paynow.domain.errors import EventMismatch, InvalidMessage, InvalidPayload
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage, decode_push
 
-from scripts import payloads
 from tests.support import hostile
 
 PII = ("jane.doe@example.com", "Jane Doe", "203.0.113.7")
@@ -33,7 +33,7 @@ HOSTILE = hostile.nested(hostile.scalars(max_text=30), max_size=3, max_key=6, ma
 
 @st.composite
 def mutated_samples(draw: st.DrawFn) -> Any:
-    doc = payloads.sample(draw(st.sampled_from(payloads.SAMPLE_NAMES)))
+    doc = payloads.event(draw(st.sampled_from(payloads.EVENT_TYPES)))
     ops = ("replace", "replace", "delete", "delete", "add")
     return draw(hostile.mutated(doc, values=HOSTILE, max_ops=4, ops=ops))
 

@@ -13,6 +13,7 @@ import flask
 import pytest
 from paynow import runtime
 from paynow.adapters.secrets import StaticSecrets
+from paynow.domain import payloads
 from paynow.domain.errors import (
     AwaitingEarlierEvent,
     DependencyUnavailable,
@@ -24,7 +25,6 @@ from paynow.service.webhook import WebhookService
 from paynow.service.worker import Handled
 from pytest_mock import MockerFixture
 
-from scripts import payloads
 from tests.unit.fakes import FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, NOW, SECRET, settings
 
@@ -71,7 +71,7 @@ def call(
 
 
 def signed_order(event_id: str = "e1", product: str = "gems-100") -> tuple[bytes, dict[str, str]]:
-    doc = payloads.order(event_id, "o1", "cust-7", "user-42", [(product, 1, 199)])
+    doc = payloads.order_completed(event_id, "o1", "cust-7", "user-42", [(product, 1, 199)])
     return payloads.signed(doc, SECRET, int(NOW * 1000))
 
 
@@ -114,7 +114,7 @@ def test_webhook_bad_signature_is_401(main: ModuleType, webhook: WebhookService)
 
 
 def test_webhook_stale_is_401(main: ModuleType, webhook: WebhookService) -> None:
-    doc = payloads.order("e1", "o1", "cust-7", "user-42", [("gems-100", 1, 199)])
+    doc = payloads.order_completed("e1", "o1", "cust-7", "user-42", [("gems-100", 1, 199)])
     raw, headers = payloads.signed(doc, SECRET, int(NOW * 1000) - 3_600_000)
     status, body, _ = call(main.paynow_webhook, raw, headers)
     assert (status, body["error"]) == (401, "stale_timestamp")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from paynow.domain import events as ev
+from paynow.domain import payloads
 from paynow.domain.errors import InvalidMessage
 from paynow.domain.messages import (
     MAX_ERROR_MESSAGE,
@@ -18,11 +19,9 @@ from paynow.domain.messages import (
     decode_push,
 )
 
-from scripts import payloads
-
 
 def event_of(name: str) -> ev.PayNowEvent:
-    return ev.normalize(ev.parse_envelope(payloads.encode(payloads.sample(name))), "user_id")
+    return ev.normalize(ev.parse_envelope(payloads.encode(payloads.event(name))), "user_id")
 
 
 def push_body(
@@ -41,23 +40,23 @@ def push_body(
 
 
 def test_message_data_is_exactly_the_contract_keys_with_user() -> None:
-    message = QueueMessage.for_event(event_of("order_completed"))
+    message = QueueMessage.for_event(event_of("ON_ORDER_COMPLETED"))
     assert json.loads(message.data()) == {
         "v": 1,
-        "eventId": "411486491630371002",
+        "eventId": payloads.EVENT_IDS["ON_ORDER_COMPLETED"],
         "eventType": "ON_ORDER_COMPLETED",
-        "customerId": "cust-7",
+        "customerId": payloads.IDS["customer"],
         "userId": "user-42",
     }
 
 
 def test_message_data_has_no_user_id_key_when_unknown() -> None:
-    message = QueueMessage.for_event(event_of("refund"))
+    message = QueueMessage.for_event(event_of("ON_REFUND"))
     assert json.loads(message.data()) == {
         "v": 1,
-        "eventId": "411486491630371015",
+        "eventId": payloads.EVENT_IDS["ON_REFUND"],
         "eventType": "ON_REFUND",
-        "customerId": "cust-7",
+        "customerId": payloads.IDS["customer"],
     }
 
 
@@ -66,7 +65,7 @@ def test_message_data_is_utf8_json() -> None:
     assert data.decode("utf-8") == '{"v":1,"eventId":"e1","eventType":"ON_X","customerId":null}'
 
 
-@pytest.mark.parametrize("name", payloads.SAMPLE_NAMES)
+@pytest.mark.parametrize("name", payloads.EVENT_TYPES)
 def test_message_of_every_sample_carries_ids_only(name: str) -> None:
     doc = json.loads(QueueMessage.for_event(event_of(name)).data())
     assert set(doc) <= {"v", "eventId", "eventType", "customerId", "userId"}
@@ -81,7 +80,8 @@ def test_attributes_are_event_id_and_type() -> None:
 def test_ordering_key_is_customer_else_event_id() -> None:
     assert QueueMessage("e1", "ON_REFUND", "cust-7").ordering_key == "cust-7"
     assert QueueMessage("e1", "ON_REFUND", None).ordering_key == "e1"
-    assert QueueMessage.for_event(event_of("chargeback")).ordering_key == "cust-7"
+    chargeback = QueueMessage.for_event(event_of("ON_CHARGEBACK"))
+    assert chargeback.ordering_key == payloads.IDS["customer"]
 
 
 @pytest.mark.parametrize(

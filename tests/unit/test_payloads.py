@@ -1,9 +1,8 @@
 """The spec-driven builder: canonical events of all 19 types, the builders, ``minimal``.
 
 Each body is held to the one description (``payloads.BODIES``) by ``spec_bodies.violations``,
-and the six types processing handles today are parsed by ``domain.events`` as the webhook
-parses them. Where today's parser still needs more than ``USED_FIELDS`` (issue 12, items 2-3,
-being done beside this), the tests say so in one place: ``TODAY_ALSO_NEEDED``.
+and the seven types processing handles are parsed by ``domain.events`` as the webhook parses
+them, the minimal variants (nothing beyond ``USED_FIELDS``) to the same result.
 """
 
 from __future__ import annotations
@@ -22,17 +21,10 @@ from paynow.domain.errors import EventMismatch
 
 from tests.support import spec_bodies as sb
 
-HANDLED_TODAY = tuple(t.value for t in ev.EventType)
+HANDLED = tuple(t.value for t in ev.EventType)
 PRODUCT, PRODUCT2, PLAN = p.IDS["product"], p.IDS["product2"], p.IDS["plan"]
 LINES = [(PRODUCT, 2, 398), (PRODUCT2, 1, 999)]
 POOL = sb.pools(4242)
-
-# --- where the lead tightens at merge ------------------------------------------------------
-# Fields today's parser requires beyond USED_FIELDS: a refund's and a chargeback's `amount`
-# (the refund is to be read from `store_refund_amount`; a chargeback takes all that is left).
-# Empty this when domain/events.py reads only USED_FIELDS; the minimal variants then parse.
-TODAY_ALSO_NEEDED = {"ON_REFUND": "body.amount", "ON_CHARGEBACK": "body.amount"}
-# ON_CHARGEBACK_CLOSED is not handled today (recorded `ignored`): no details are parsed.
 
 
 def parse(doc: dict[str, Any], key: str = "user_id") -> ev.PayNowEvent:
@@ -71,7 +63,7 @@ SPEC_ORDER = (  # webhook-definitions.json, `webhooks`, in its order
 
 def test_the_19_types_of_the_spec_each_with_its_description() -> None:
     assert p.EVENT_TYPES == SPEC_ORDER
-    assert set(HANDLED_TODAY) < set(p.EVENT_TYPES)
+    assert set(HANDLED) < set(p.EVENT_TYPES)
     assert tuple(p.USED_FIELDS) == p.EVENT_TYPES == tuple(p.EVENT_IDS)
     assert len(set(p.EVENT_IDS.values())) == 19
 
@@ -194,7 +186,7 @@ def test_refund_chargeback_and_close_without_a_customer_carry_null() -> None:
             else "body.id: 'pay1' is not a flake id (a digit string)",
             "body.order_id: 'o1' is not a flake id (a digit string)",
         ]
-        if doc["event_type"] in HANDLED_TODAY:
+        if doc["event_type"] in HANDLED:
             assert parse(doc).customer_id is None
 
 
@@ -226,7 +218,7 @@ def test_subscription_events(kind: Any) -> None:
 
 def test_subscription_refuses_an_unknown_kind() -> None:
     with pytest.raises(ValueError, match="paused"):
-        p.subscription("paused", "e1", "s1", "c1", "u1")  # type: ignore[arg-type]
+        p.subscription("paused", "e1", "s1", "c1", "u1")
 
 
 # --- minimal -------------------------------------------------------------------------------
@@ -269,7 +261,7 @@ def test_minimal_drops_every_personal_value() -> None:
         assert not [v for v in p.PII if v in text], event_type
 
 
-# --- today's parser on every canonical and minimal body --------------------------------------
+# --- the parser on every canonical and minimal body --------------------------------------
 
 
 def test_the_canonical_examples_carry_pii_for_the_tests_to_see_dropped() -> None:
@@ -279,10 +271,10 @@ def test_the_canonical_examples_carry_pii_for_the_tests_to_see_dropped() -> None
 
 
 @pytest.mark.parametrize("event_type", p.EVENT_TYPES)
-def test_today_parser_reads_every_canonical_event_and_keeps_no_pii(event_type: str) -> None:
+def test_the_parser_reads_every_canonical_event_and_keeps_no_pii(event_type: str) -> None:
     event = parse(p.event(event_type))
     assert event.event_id == p.EVENT_IDS[event_type]
-    assert event.handled == (event_type in HANDLED_TODAY)
+    assert event.handled == (event_type in HANDLED)
     stored = json.dumps([event.record_data(), event.customer_id, event.user_id])
     assert not [v for v in p.PII if v in stored]
     if event.handled:
@@ -292,13 +284,10 @@ def test_today_parser_reads_every_canonical_event_and_keeps_no_pii(event_type: s
         assert event.details is None
 
 
-@pytest.mark.parametrize("event_type", HANDLED_TODAY)
-def test_today_parser_reads_every_minimal_event_it_handles(event_type: str) -> None:
+@pytest.mark.parametrize("event_type", HANDLED)
+def test_the_parser_reads_every_minimal_event_it_handles(event_type: str) -> None:
+    """Processing needs nothing beyond USED_FIELDS: the minimal body parses to the same."""
     small = p.minimal(p.event(event_type))
-    if event_type in TODAY_ALSO_NEEDED:
-        with pytest.raises(EventMismatch, match=TODAY_ALSO_NEEDED[event_type]):
-            parse(small)
-        return
     event = parse(small)
     assert event.customer_id == p.IDS["customer"]
     assert event.record_data() == parse(p.event(event_type)).record_data()
@@ -307,22 +296,21 @@ def test_today_parser_reads_every_minimal_event_it_handles(event_type: str) -> N
     assert event.user_id == p.IDS["user"]
 
 
-def test_today_parser_reads_subscriptions_minimal_without_customer_by_customer_id() -> None:
+def test_the_parser_reads_a_minimal_subscription_without_customer_by_customer_id() -> None:
     small = p.minimal(p.subscription("renewed", "e1", "s1", "c1", "u1"))
     del small["body"]["customer"]
     assert parse(small).customer_id == "c1"
 
 
-def test_today_parser_takes_a_refund_from_amount_the_lead_tightens_this() -> None:
-    # Today: Reversal.amount is the body's `amount` (the original payment). Issue 12 item 2
-    # makes it `store_refund_amount` (333 here) and moves points only when status=completed.
+def test_a_refund_is_its_store_refund_amount_not_the_payment_amount() -> None:
     details = parse(p.refund("e1", "r1", "o1", "c1", 333, payment_amount=999)).details
-    assert isinstance(details, ev.Reversal) and details.amount == 999
+    assert details == ev.Refund("r1", "o1", 333, "usd", "completed")
 
 
-def test_today_parser_ignores_chargeback_closed_the_lead_handles_it() -> None:
-    event = parse(p.chargeback_closed("e1", "pay1", "o1", "c1"))
-    assert not event.handled and event.details is None
+def test_a_chargeback_close_is_handled_with_its_outcome() -> None:
+    event = parse(p.chargeback_closed("e1", "pay1", "o1", None, "lost"))
+    assert event.handled and event.customer_id is None
+    assert event.details == ev.ChargebackClosed("pay1", "o1", "lost")
 
 
 @settings()  # the profile: 100 cases in CI, 3,000 in the full run
@@ -336,7 +324,7 @@ def test_every_drawn_body_is_spec_valid_and_parsed_or_refused_as_event_mismatch(
     try:
         event = ev.normalize(envelope, key)
     except EventMismatch:
-        assert doc["event_type"] in HANDLED_TODAY
+        assert doc["event_type"] in HANDLED
         return
     stored = json.dumps([event.record_data(), event.customer_id, event.user_id])
     assert not [v for v in p.PII if v in stored]

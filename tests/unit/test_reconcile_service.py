@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from paynow.adapters.secrets import StaticSecrets
+from paynow.domain import payloads
 from paynow.domain.errors import DependencyUnavailable
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
@@ -16,7 +17,6 @@ from paynow.service.webhook import WebhookService
 from paynow.service.worker import WorkerService
 from pytest_mock import MockerFixture
 
-from scripts import payloads
 from tests.unit.fakes import FakePending, FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, NOW, SECRET, push, settings
 
@@ -29,7 +29,9 @@ def event(doc: dict[str, Any]) -> PayNowEvent:
 
 
 def order(event_id: str, customer: str = "cust-7", user: str | None = "user-42") -> Any:
-    return payloads.order(event_id, f"o-{event_id}", customer, user, [("gems-100", 1, 199)])
+    return payloads.order_completed(
+        event_id, f"o-{event_id}", customer, user, [("gems-100", 1, 199)]
+    )
 
 
 class World:

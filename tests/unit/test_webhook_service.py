@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from paynow.adapters.secrets import SecretManagerSecrets, StaticSecrets
+from paynow.domain import payloads
 from paynow.domain.errors import (
     Contention,
     DependencyUnavailable,
@@ -24,7 +25,6 @@ from paynow.service.ports import EventStore, Publisher, SecretSource
 from paynow.service.webhook import Accepted, WebhookService
 from pytest_mock import MockerFixture
 
-from scripts import payloads
 from tests.unit.fakes import FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, NOW, NOW_MS, PREVIOUS_SECRET, SECRET, settings
 
@@ -79,13 +79,14 @@ def sync() -> Harness:
 
 def order(event_id: str = "e-order", user_id: str | None = "user-42", **kw: Any) -> dict[str, Any]:
     lines = kw.pop("lines", [("gems-100", 2, 398), ("gems-550", 1, 999)])
-    return payloads.order(
+    return payloads.order_completed(
         event_id, kw.pop("order_id", ORDER_ID), kw.pop("customer", "cust-7"), user_id, lines
     )
 
 
 def refund(event_id: str, amount: int, kind: str = "refund", customer: str = "cust-7") -> Any:
-    return payloads.reversal(kind, event_id, f"r-{event_id}", ORDER_ID, customer, amount)
+    build = payloads.refund if kind == "refund" else payloads.chargeback
+    return build(event_id, f"r-{event_id}", ORDER_ID, customer, amount)
 
 
 def unknown(event_id: str = "e-unknown") -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from paynow.adapters.secrets import StaticSecrets
+from paynow.domain import payloads
 from paynow.domain.errors import (
     AwaitingEarlierEvent,
     Contention,
@@ -23,7 +24,6 @@ from paynow.service.webhook import WebhookService
 from paynow.service.worker import EVENT_VISIBILITY_GRACE_SECONDS, Handled, WorkerService
 from pytest_mock import MockerFixture
 
-from scripts import payloads
 from tests.unit.fakes import FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, NOW, SECRET, push, settings
 
@@ -65,11 +65,12 @@ def p() -> Pipeline:
 
 def order(event_id: str = "e-order", lines: Any = None, user_id: str | None = "user-42") -> Any:
     lines = lines or [("gems-100", 2, 398), ("gems-550", 1, 999)]
-    return payloads.order(event_id, ORDER_ID, "cust-7", user_id, lines)
+    return payloads.order_completed(event_id, ORDER_ID, "cust-7", user_id, lines)
 
 
 def refund(event_id: str, amount: int, kind: str = "refund") -> Any:
-    return payloads.reversal(kind, event_id, f"r-{event_id}", ORDER_ID, "cust-7", amount)
+    build = payloads.refund if kind == "refund" else payloads.chargeback
+    return build(event_id, f"r-{event_id}", ORDER_ID, "cust-7", amount)
 
 
 def letter_before_mark(journal: list[str], event_id: str) -> bool:
@@ -383,7 +384,7 @@ def customerless(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def close(event_id: str, outcome: str = "won", payment: str = "r-cb") -> dict[str, Any]:
-    doc = payloads.reversal("chargeback", event_id, payment, ORDER_ID, "cust-7", 0)
+    doc = payloads.chargeback(event_id, payment, ORDER_ID, "cust-7", 0)
     doc["event_type"] = "ON_CHARGEBACK_CLOSED"
     doc["body"]["chargeback_status"] = outcome
     return customerless(doc)

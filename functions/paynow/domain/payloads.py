@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from paynow.domain.signature import sign
 
@@ -838,7 +838,7 @@ def chargeback_closed(
 
 
 def subscription(
-    kind: Literal["activated", "renewed", "canceled"],
+    kind: str,
     event_id: str,
     subscription_id: str,
     customer_id: str,
