@@ -9,6 +9,9 @@ covered by tests/unit/test_secrets.py and test_webhook_service.py.)
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -106,3 +109,20 @@ def test_a_bad_secret_setting_stops_the_webhook_naming_the_variable(
     assert "exited" in text
     assert variable in text and reason in text
     assert "it-cfg-secret" not in text and not any(s in text for s in CURRENT + PREVIOUS)
+
+
+def test_send_webhook_signs_with_the_first_of_several_secrets(webhooks):
+    """The local sender reads PAYNOW_WEBHOOK_SECRET in the same one-per-line format."""
+    env = {**os.environ, "PAYNOW_WEBHOOK_SECRET": "\n".join(reversed(CURRENT)) + "\n"}
+    url = webhooks["past_grace"]
+    done = subprocess.run(
+        [sys.executable, "scripts/send_webhook.py", "order_completed", "--fresh", "--url", url],
+        cwd=localstack.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("200 ")
