@@ -85,7 +85,8 @@ def paynow_worker(request: flask.Request) -> flask.Response:
         if verifier is not None:
             verifier.verify(request.headers.get("Authorization"))
         raw = _read_body(request)
-        result = runtime.worker().handle(raw)
+        # An unwrapped push (--push-no-wrapper) carries its metadata in the headers.
+        result = runtime.worker().handle(raw, dict(request.headers.items()))
     except PipelineError as exc:
         return _refusal(exc, "paynow_worker")
     except Exception as exc:  # a bug: answer 500 so Pub/Sub redelivers

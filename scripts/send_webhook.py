@@ -7,7 +7,8 @@ r"""Sign and send one PayNow sample event to a webhook (the local stack's by def
 
 The sample is re-stamped and re-signed; ``--fresh`` gives it new ids so the
 same sample can be sent again without being a duplicate. The secret comes
-from PAYNOW_WEBHOOK_SECRET (or the local stack's demo secret), never an argument.
+from PAYNOW_WEBHOOK_SECRET (its first line; or the local stack's demo secret), never an
+argument.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "functions"))
 
 from paynow.domain import payloads
+from paynow.domain.signature import parse_secrets
 
 from scripts.localstack import DEMO_SECRET
 
@@ -46,7 +49,7 @@ def main() -> int:
         doc["event_id"] = str(uuid.uuid4().int % 10**18)  # a new flake-shaped id
     if args.user_id and isinstance(doc["body"].get("checkout"), dict):
         doc["body"]["checkout"]["metadata"] = {"user_id": args.user_id}
-    secret = os.environ.get("PAYNOW_WEBHOOK_SECRET", DEMO_SECRET)
+    secret = (parse_secrets(os.environ.get("PAYNOW_WEBHOOK_SECRET")) or (DEMO_SECRET,))[0]
     body, headers = payloads.signed(doc, secret)
     request = urllib.request.Request(args.url, data=body, headers=headers, method="POST")  # noqa: S310
     try:

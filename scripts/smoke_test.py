@@ -6,8 +6,9 @@ Checks, each printed as ok / FAIL, exit status 1 if any fails:
 3. the same body with a wrong signature is refused with 401;
 4. each ``--protected-url`` (worker, reconcile) refuses a request without a token (401/403).
 
-The signing secret comes from ``PAYNOW_WEBHOOK_SECRET`` and the Firestore access token
-from ``SMOKE_ACCESS_TOKEN``; neither is ever printed.
+The signing secret comes from ``PAYNOW_WEBHOOK_SECRET`` (the Secret Manager value: one
+secret per line, the first signs) and the Firestore access token from
+``SMOKE_ACCESS_TOKEN``; neither is ever printed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 
 from paynow.domain.payloads import signed
+from paynow.domain.signature import SecretListError, parse_secrets
 
 SMOKE_EVENT_TYPE = "SMOKE_TEST"
 FIRESTORE_URL = "https://firestore.googleapis.com"
@@ -67,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--firestore-url", default=FIRESTORE_URL)
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
-    secret = os.environ.get("PAYNOW_WEBHOOK_SECRET", "")
+    try:  # the secret holds one per PayNow webhook subscription: any one signs
+        secrets = parse_secrets(os.environ.get("PAYNOW_WEBHOOK_SECRET"))
+    except SecretListError as exc:
+        print(f"PAYNOW_WEBHOOK_SECRET: {exc}", file=sys.stderr)
+        return 2
+    secret = secrets[0] if secrets else ""
     token = os.environ.get("SMOKE_ACCESS_TOKEN", "")
     if not secret or not token:
         print("PAYNOW_WEBHOOK_SECRET and SMOKE_ACCESS_TOKEN must be set", file=sys.stderr)

@@ -11,7 +11,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
+
+from paynow.domain.signature import SecretListError, SigningSecrets, parse_secrets
 
 WEBHOOK_TARGET = "paynow_webhook"
 WORKER_TARGET = "paynow_worker"
@@ -30,6 +33,7 @@ class Settings:
     project: str
     webhook_secret: str | None
     webhook_secret_previous: str | None
+    webhook_secret_previous_until: datetime | None
     webhook_secret_id: str | None
     signature_tolerance_seconds: int
     user_id_key: str
@@ -101,6 +105,7 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
         raise ConfigError(
             f"PAYNOW_WEBHOOK_SECRET_ID must look like projects/P/secrets/S, got {secret_id!r}"
         )
+    _check_secrets(text("PAYNOW_WEBHOOK_SECRET"), text("PAYNOW_WEBHOOK_SECRET_PREVIOUS"))
     user_id_key = text_or("PAYNOW_USER_ID_KEY", "user_id")
     certs_url = text_or("OIDC_CERTS_URL", DEFAULT_CERTS_URL)
     if not certs_url.startswith(("https://", "http://")):
@@ -110,6 +115,9 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
         project=project,
         webhook_secret=text("PAYNOW_WEBHOOK_SECRET"),
         webhook_secret_previous=text("PAYNOW_WEBHOOK_SECRET_PREVIOUS"),
+        webhook_secret_previous_until=_instant(
+            "PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL", text("PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL")
+        ),
         webhook_secret_id=secret_id,
         signature_tolerance_seconds=integer("PAYNOW_SIGNATURE_TOLERANCE_SECONDS", 300, 1, 3600),
         user_id_key=user_id_key,
@@ -130,6 +138,44 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
     )
     _require_for_target(settings, target)
     return settings
+
+
+def _check_secrets(current: str | None, previous: str | None) -> None:
+    """The one-per-line secret values: usable lists, at most MAX_SECRETS in all."""
+
+    def parsed(name: str, value: str | None) -> tuple[str, ...]:
+        try:
+            return parse_secrets(value)
+        except SecretListError as exc:  # its message never quotes a secret
+            raise ConfigError(f"{name}: {exc}") from None
+
+    try:
+        SigningSecrets(
+            parsed("PAYNOW_WEBHOOK_SECRET", current),
+            parsed("PAYNOW_WEBHOOK_SECRET_PREVIOUS", previous),
+        )
+    except SecretListError as exc:
+        raise ConfigError(
+            f"PAYNOW_WEBHOOK_SECRET and PAYNOW_WEBHOOK_SECRET_PREVIOUS together: {exc}"
+        ) from None
+
+
+def _instant(name: str, raw: str | None) -> datetime | None:
+    """An ISO-8601 time with its UTC offset; a naive one is refused rather than guessed."""
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be an ISO-8601 time such as 2026-01-31T12:00:00Z, got {raw!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise ConfigError(
+            f"{name} must say its UTC offset (Z, or +01:00), got {raw!r}: "
+            "a time without one is a different moment on each machine"
+        )
+    return value.astimezone(UTC)
 
 
 def _require_for_target(s: Settings, target: str | None) -> None:

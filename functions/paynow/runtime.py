@@ -50,10 +50,11 @@ def webhook() -> WebhookService:
 
     s = settings()
     secrets: StaticSecrets | SecretManagerSecrets
+    previous, until = s.webhook_secret_previous, s.webhook_secret_previous_until
     if s.webhook_secret:
-        secrets = StaticSecrets(s.webhook_secret, s.webhook_secret_previous)
+        secrets = StaticSecrets(s.webhook_secret, previous, until)
     elif s.webhook_secret_id:
-        secrets = SecretManagerSecrets(s.webhook_secret_id, s.webhook_secret_previous)
+        secrets = SecretManagerSecrets(s.webhook_secret_id, previous, previous_until=until)
     else:  # config.load refuses this for paynow_webhook; another target asked for the webhook
         raise ConfigError("PAYNOW_WEBHOOK_SECRET or PAYNOW_WEBHOOK_SECRET_ID must be set")
     return WebhookService(s, store(), publisher(), secrets)

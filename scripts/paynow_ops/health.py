@@ -14,6 +14,7 @@ from scripts.paynow_ops.clients import (
     Ops,
     problem,
 )
+from scripts.paynow_ops.push_subscription import Deployed, PushSettings, differences
 
 STUCK_AFTER_SECONDS = 900  # three reconcile periods: by then reconcile should have republished it
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -212,6 +213,10 @@ def health(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     push = check.subscription(ops.push_subscription)
     if push is not None:
         check.push(push)
+        drift = differences(PushSettings.of(push), Deployed.for_settings(ops.settings, check.local))
+        status = check.cloud_only if any(d.breaks for d in drift) else WARN if drift else OK
+        detail = "; ".join(d.text for d in drift) or "as infra/steps/pubsub.sh sets it"
+        check.add("push subscription as deployed", status, detail)
     dlq_sub = check.subscription(ops.dlq_subscription)
     depth = check.dlq(dlq_sub) if dlq_sub is not None else None
     oldest = check.oldest_received(args.stuck_after) if firestore_ok else None

@@ -83,6 +83,19 @@ def test_smoke_test_passes_on_a_working_pipeline(served: Served) -> None:
     assert SECRET not in result.stdout + result.stderr
 
 
+def test_smoke_test_signs_with_the_first_of_several_secrets(served: Served) -> None:
+    result = smoke(served, f"{SECRET}\r\nanother-subscription-secret\r\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "another-subscription-secret" not in result.stdout + result.stderr
+
+
+def test_smoke_test_refuses_an_unusable_secret_list(served: Served) -> None:
+    result = smoke(served, f"{SECRET}\n\nanother-subscription-secret")
+    assert result.returncode == 2
+    assert "PAYNOW_WEBHOOK_SECRET: line 2 is empty" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+
+
 def test_smoke_test_fails_on_a_wrong_secret(served: Served) -> None:
     result = smoke(served, SECRET + "-rotated-elsewhere", timeout=3)
     assert result.returncode == 1

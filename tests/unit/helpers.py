@@ -44,3 +44,26 @@ def push(
     if attempt is not None:
         doc["deliveryAttempt"] = attempt
     return json.dumps(doc).encode()
+
+
+def unwrapped(
+    message: QueueMessage | bytes, age_s: float | None = 1.0, write_metadata: bool = True
+) -> tuple[bytes, dict[str, str]]:
+    """An unwrapped push (``--push-no-wrapper``) of ``message``: the data as the body, and
+    with ``write_metadata`` the metadata and attributes as the headers Pub/Sub writes."""
+    data = message if isinstance(message, bytes) else message.data()
+    if not write_metadata:
+        return data, {}
+    headers = {
+        "x-goog-pubsub-subscription-name": "projects/p/subscriptions/push",
+        "x-goog-pubsub-message-id": "123",
+    }
+    if not isinstance(message, bytes):
+        headers.update(message.attributes())
+        headers["x-goog-pubsub-ordering-key"] = message.ordering_key
+    if age_s is not None:
+        published = datetime.fromtimestamp(NOW - age_s, UTC)
+        headers["x-goog-pubsub-publish-time"] = (
+            published.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        )
+    return data, headers

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 from paynow import config
 from paynow.config import ConfigError
+from paynow.domain.signature import parse_secrets
 
 BASE = {"GOOGLE_CLOUD_PROJECT": "demo"}
 
@@ -21,6 +23,7 @@ def test_defaults() -> None:
     assert s.project == "demo"
     assert s.webhook_secret is None
     assert s.webhook_secret_previous is None
+    assert s.webhook_secret_previous_until is None
     assert s.webhook_secret_id is None
     assert s.signature_tolerance_seconds == 300
     assert s.user_id_key == "user_id"
@@ -231,3 +234,77 @@ def test_reconcile_with_oidc_needs_its_audience_and_account() -> None:
         load(target=config.RECONCILE_TARGET)
     with pytest.raises(ConfigError, match="SCHEDULER_SERVICE_ACCOUNT"):
         load(target=config.RECONCILE_TARGET, RECONCILE_AUDIENCE="https://r")
+
+
+# --- several signing secrets -------------------------------------------------------
+
+
+def test_secrets_hold_one_per_line() -> None:
+    s = load(
+        PAYNOW_WEBHOOK_SECRET="order-secret\r\nrefund-secret\r\n",
+        PAYNOW_WEBHOOK_SECRET_PREVIOUS="old-order-secret\n",
+    )
+    assert s.webhook_secret == "order-secret\r\nrefund-secret"  # the value, checked
+    assert parse_secrets(s.webhook_secret) == ("order-secret", "refund-secret")
+    assert parse_secrets(s.webhook_secret_previous) == ("old-order-secret",)
+
+
+@pytest.mark.parametrize("name", ["PAYNOW_WEBHOOK_SECRET", "PAYNOW_WEBHOOK_SECRET_PREVIOUS"])
+def test_a_blank_line_between_secrets_stops_start_up_naming_the_variable(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(**{name: "zq-secret-1\n\nzq-secret-2"})
+    assert str(info.value).startswith(f"{name}: line 2 is empty")
+    assert "zq-secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["PAYNOW_WEBHOOK_SECRET", "PAYNOW_WEBHOOK_SECRET_PREVIOUS"])
+def test_more_than_32_secrets_stops_start_up_naming_the_variable(name: str) -> None:
+    load(**{name: "\n".join(f"zq-{i}" for i in range(32))})
+    with pytest.raises(ConfigError) as info:
+        load(**{name: "\n".join(f"zq-{i}" for i in range(33))})
+    assert str(info.value) == f"{name}: 33 secrets; at most 32 are accepted"
+
+
+def test_more_than_32_current_and_previous_together_stops_start_up() -> None:
+    current = "\n".join(f"zq-c{i}" for i in range(20))
+    load(PAYNOW_WEBHOOK_SECRET=current, PAYNOW_WEBHOOK_SECRET_PREVIOUS=current)  # 20 in all
+    with pytest.raises(ConfigError) as info:
+        load(
+            PAYNOW_WEBHOOK_SECRET=current,
+            PAYNOW_WEBHOOK_SECRET_PREVIOUS="\n".join(f"zq-p{i}" for i in range(13)),
+        )
+    message = str(info.value)
+    assert "PAYNOW_WEBHOOK_SECRET and PAYNOW_WEBHOOK_SECRET_PREVIOUS" in message
+    assert "33 secrets" in message and "zq-" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "moment"),
+    [
+        ("2026-01-31T12:00:00Z", datetime(2026, 1, 31, 12, tzinfo=UTC)),
+        ("2026-01-31T13:30:00+01:30", datetime(2026, 1, 31, 12, tzinfo=UTC)),
+        ("2026-01-31 12:00:00.250+00:00", datetime(2026, 1, 31, 12, 0, 0, 250000, tzinfo=UTC)),
+    ],
+)
+def test_previous_until_is_an_iso_8601_moment(value: str, moment: datetime) -> None:
+    until = load(PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL=value).webhook_secret_previous_until
+    assert until == moment and until is not None and until.tzinfo == UTC
+
+
+def test_previous_until_unset_is_none() -> None:
+    assert load(PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL=" ").webhook_secret_previous_until is None
+
+
+@pytest.mark.parametrize("value", ["2026-01-31T12:00:00", "2026-01-31"])
+def test_previous_until_without_an_offset_stops_start_up(value: str) -> None:
+    """A naive time means another moment on each machine: refused, not guessed."""
+    with pytest.raises(ConfigError, match="PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL") as info:
+        load(PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL=value)
+    assert "offset" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["tomorrow", "31/01/2026", "2026-13-01T00:00:00Z", "1769860800"])
+def test_previous_until_not_iso_8601_stops_start_up(value: str) -> None:
+    with pytest.raises(ConfigError, match="PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL") as info:
+        load(PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL=value)
+    assert "ISO-8601" in str(info.value)

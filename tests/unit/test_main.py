@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -185,9 +185,11 @@ class Worker:
     def __init__(self, result: Handled | Exception) -> None:
         self.result = result
         self.bodies: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
 
-    def handle(self, body: bytes) -> Handled:
+    def handle(self, body: bytes, headers: Mapping[str, str] | None = None) -> Handled:
         self.bodies.append(body)
+        self.headers.append(dict(headers or {}))
         if isinstance(self.result, Exception):
             raise self.result
         return self.result
@@ -233,6 +235,19 @@ def test_worker_acknowledges_handled_deliveries(
     assert body["eventId"] == result.event_id
     assert body.get("error") == result.error
     assert worker.bodies == [b'{"message": {}}']
+
+
+def test_worker_passes_the_headers_of_an_unwrapped_push(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = Worker(Handled("processed", "e1"))
+    wire(monkeypatch, Verifier(), worker)
+    metadata = {"x-goog-pubsub-message-id": "42", "eventId": "e1"}
+    status, _, _ = call(main.paynow_worker, b'{"v": 1}', metadata)
+    assert status == 200
+    [headers] = worker.headers
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert (lowered["x-goog-pubsub-message-id"], lowered["eventid"]) == ("42", "e1")
 
 
 def test_worker_transient_is_503(main: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

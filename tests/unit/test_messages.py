@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from paynow.domain import events as ev
 from paynow.domain import payloads
 from paynow.domain.errors import InvalidMessage
@@ -17,6 +19,8 @@ from paynow.domain.messages import (
     PushDelivery,
     QueueMessage,
     decode_push,
+    is_push_envelope,
+    read_push,
 )
 
 
@@ -266,3 +270,109 @@ def test_dead_letter_attributes_are_all_strings() -> None:
     attributes = letter.attributes()
     assert attributes["origin"] == "x"
     assert all(isinstance(v, str) for v in attributes.values())
+
+
+# --- both push forms -------------------------------------------------------------------
+
+EVENT = QueueMessage("e1", "ON_REFUND", "cust-7", "user-42")
+METADATA = {
+    "X-Goog-Pubsub-Subscription-Name": "projects/p/subscriptions/push",
+    "X-Goog-Pubsub-Message-Id": "2070443601311540",
+    "X-Goog-Pubsub-Publish-Time": "2026-11-24T00:09:55.749Z",
+    "X-Goog-Pubsub-Ordering-Key": "cust-7",
+    "Eventid": "e1",
+    "Eventtype": "ON_REFUND",
+}
+
+
+def test_read_push_reads_a_wrapped_envelope_as_decode_push_does() -> None:
+    body = push_body(EVENT.data(), {"attributes": EVENT.attributes(), "orderingKey": "cust-7"})
+    assert read_push(body) == decode_push(body)
+    assert read_push(body, METADATA) == decode_push(body)  # headers never decide the form
+    assert QueueMessage.decode(read_push(body).data) == EVENT
+
+
+def test_read_push_reads_an_unwrapped_body_with_its_metadata_headers() -> None:
+    delivery = read_push(EVENT.data(), METADATA)
+    assert delivery == PushDelivery(
+        message_id="2070443601311540",
+        data=EVENT.data(),
+        attributes={"eventId": "e1", "eventType": "ON_REFUND"},
+        publish_time=datetime(2026, 11, 24, 0, 9, 55, 749000, tzinfo=UTC),
+        delivery_attempt=None,  # Pub/Sub writes no delivery attempt on an unwrapped push
+        ordering_key="cust-7",
+    )
+    assert QueueMessage.decode(delivery.data) == EVENT
+
+
+def test_read_push_reads_an_unwrapped_body_without_metadata() -> None:
+    delivery = read_push(EVENT.data(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert delivery == PushDelivery("", EVENT.data(), {}, None, None, None)
+
+
+def test_unwrapped_metadata_in_quotes_is_read_without_them() -> None:
+    quoted = {k: f'"{v}"' for k, v in METADATA.items()}
+    assert read_push(EVENT.data(), quoted) == read_push(EVENT.data(), METADATA)
+
+
+def test_unwrapped_headers_other_than_our_attributes_are_not_attributes() -> None:
+    headers = {**METADATA, "Authorization": "Bearer token", "errorCode": "x", "User-Agent": "u"}
+    assert read_push(EVENT.data(), headers).attributes == EVENT.attributes()
+
+
+@pytest.mark.parametrize("publish_time", ["yesterday", "", "2026-13-40T00:00:00Z"])
+def test_unwrapped_unreadable_publish_time_is_none(publish_time: str) -> None:
+    headers = {**METADATA, "X-Goog-Pubsub-Publish-Time": publish_time}
+    assert read_push(EVENT.data(), headers).publish_time is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"garbage",
+        b"\xff\xfe",
+        b"",
+        b"{}",
+        b"[]",
+        b"null",
+        b'{"subscription": "s"}',
+        b'{"v": 1, "message": {"data": "e30="}, "eventId": "e1", "eventType": "T"}',
+    ],
+)
+def test_a_body_that_is_not_an_envelope_is_unwrapped_data(body: bytes) -> None:
+    """Not an envelope: the data itself, kept whole for the dead letter if it is not ours."""
+    delivery = read_push(body, {"eventId": "e1"})
+    assert (delivery.data, delivery.attributes) == (body, {"eventId": "e1"})
+
+
+def test_an_envelope_is_told_from_an_event_message() -> None:
+    assert is_push_envelope({"message": {}, "subscription": "s"})
+    assert is_push_envelope({"message": None})  # envelope-shaped, then refused as malformed
+    assert not is_push_envelope(json.loads(EVENT.data()))
+    assert not is_push_envelope({"v": 1, "message": {}})
+    assert not is_push_envelope([{"message": {}}])
+
+
+@pytest.mark.parametrize("body", [b'{"message": "text"}', b'{"message": null}', push_body("***")])
+def test_a_malformed_envelope_is_still_invalid_message(body: bytes) -> None:
+    with pytest.raises(InvalidMessage):
+        read_push(body, METADATA)
+
+
+# What can travel as an HTTP header value: visible ASCII, no surrounding space.
+header_safe = st.from_regex(r"[!-~]([ -~]{0,38}[!-~])?", fullmatch=True)
+
+
+@given(
+    event_id=header_safe.filter(ev.is_valid_id),
+    event_type=header_safe,
+    customer=st.none() | header_safe.filter(ev.is_valid_id),
+)
+def test_both_forms_of_any_event_message_read_the_same(
+    event_id: str, event_type: str, customer: str | None
+) -> None:
+    message = QueueMessage(event_id, event_type, customer)
+    wrapped = read_push(push_body(message.data(), {"attributes": message.attributes()}))
+    bare = read_push(message.data(), message.attributes())
+    assert QueueMessage.decode(wrapped.data) == QueueMessage.decode(bare.data) == message
+    assert wrapped.attributes == bare.attributes == message.attributes()

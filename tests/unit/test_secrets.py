@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
+from datetime import UTC, datetime
 
 import pytest
+from paynow.adapters import secrets as secrets_adapter
 from paynow.adapters.secrets import (
     CACHE_SECONDS,
     REFRESH_FLOOR_SECONDS,
@@ -12,6 +15,8 @@ from paynow.adapters.secrets import (
     StaticSecrets,
 )
 from paynow.domain.errors import DependencyUnavailable
+from paynow.domain.signature import SecretListError, parse_secrets
+from pytest_mock import MockerFixture
 
 SECRET_ID = "projects/p/secrets/paynow"
 
@@ -198,3 +203,144 @@ def test_refresh_floor_holds_while_secret_manager_fails() -> None:
         with contextlib.suppress(DependencyUnavailable):
             secrets.refresh()
     assert len(calls) <= 2  # the first read, then at most one attempt per floor
+
+
+# --- several secrets, one per line ---------------------------------------------------------
+
+WALL = 1_800_000_000.0
+UNTIL = datetime.fromtimestamp(WALL, UTC)
+
+
+class Wall:
+    """The wall clock PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL is compared with."""
+
+    def __init__(self, now: float = WALL) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_static_secrets_hold_one_per_line() -> None:
+    secrets = StaticSecrets("order\r\nrefund\r\nchargeback\r\n", "old-order\nold-refund")
+    assert secrets.current() == ("order", "refund", "chargeback", "old-order", "old-refund")
+
+
+def test_static_previous_secrets_end_after_previous_until() -> None:
+    wall = Wall()
+    secrets = StaticSecrets("a\nb", "p1\np2", previous_until=UNTIL, wall_clock=wall)
+    assert secrets.current() == ("a", "b", "p1", "p2")
+    wall.now += 0.001
+    assert secrets.current() == ("a", "b")
+
+
+def test_secret_manager_value_holds_one_per_line() -> None:
+    secrets, _, _ = make("order\nrefund\n", previous="old")
+    assert secrets.current() == ("order", "refund", "old")
+
+
+def test_a_secret_added_to_secret_manager_is_picked_up_by_a_refresh() -> None:
+    secrets, clock, vault = make("order\nrefund")
+    secrets.current()
+    vault.value = "order\nrefund\nchargeback\n"
+    clock.now += REFRESH_FLOOR_SECONDS
+    assert secrets.refresh() is True
+    assert secrets.current() == ("order", "refund", "chargeback")  # nothing older to keep
+    assert len(vault.calls) == 2
+
+
+def test_a_flood_of_refreshes_reads_a_multi_line_value_at_most_once_per_floor() -> None:
+    secrets, clock, vault = make("a\nb\nc")
+    secrets.current()
+    for step in range(300):  # 150 s of refreshes, two a second
+        clock.now += 0.5
+        if step == 100:
+            vault.value = "a\nb\nc\nd"
+        secrets.refresh()
+    assert len(vault.calls) == 1 + 5  # the first read, then one per 30 s floor
+    assert secrets.current() == ("a", "b", "c", "d")
+
+
+def test_a_secret_removed_from_secret_manager_stays_accepted_until_previous_until() -> None:
+    clock, vault, wall = Clock(), Vault("keep\nleaked"), Wall()
+    secrets = SecretManagerSecrets(
+        SECRET_ID, fetch=vault, clock=clock, previous_until=UNTIL, wall_clock=wall
+    )
+    secrets.current()
+    vault.value = "keep"
+    clock.now += REFRESH_FLOOR_SECONDS
+    assert secrets.refresh() is True
+    assert secrets.current() == ("keep", "leaked")  # an in-flight retry still passes
+    wall.now += 1
+    assert secrets.current() == ("keep",)  # past the deadline: only the current ones
+
+
+def test_previous_until_ends_the_configured_previous_with_secret_manager() -> None:
+    wall = Wall()
+    secrets = SecretManagerSecrets(
+        SECRET_ID, "p", fetch=Vault("v"), clock=Clock(), previous_until=UNTIL, wall_clock=wall
+    )
+    assert secrets.current() == ("v", "p")
+    wall.now += 1
+    assert secrets.current() == ("v",)
+
+
+@pytest.mark.parametrize(
+    ("value", "previous", "reason"),
+    [
+        ("zq-a\n\nzq-b", None, "its latest version line 2 is empty"),
+        ("\n".join(f"zq-{i}" for i in range(33)), None, "its latest version 33 secrets"),
+        ("\n".join(f"zq-{i}" for i in range(30)), "zq-p1\nzq-p2\nzq-p3", "33 secrets"),
+        (" \n\r\n", None, "its latest version holds no secret"),
+    ],
+)
+def test_an_unusable_version_is_refused_naming_the_secret_not_its_value(
+    capsys: pytest.CaptureFixture[str], value: str, previous: str | None, reason: str
+) -> None:
+    clock, vault = Clock(), Vault(value)
+    secrets = SecretManagerSecrets(SECRET_ID, previous, fetch=vault, clock=clock)
+    with pytest.raises(DependencyUnavailable) as info:
+        secrets.current()
+    assert "zq-" not in str(info.value)
+    [line] = capsys.readouterr().out.splitlines()
+    entry = json.loads(line)
+    assert (entry["severity"], entry["secretId"]) == ("ERROR", SECRET_ID)
+    assert reason in entry["reason"]
+    assert "zq-" not in line
+
+
+def test_an_unusable_version_is_not_read_again_on_every_request() -> None:
+    clock, vault = Clock(), Vault("a\n\nb")
+    secrets = SecretManagerSecrets(SECRET_ID, fetch=vault, clock=clock)
+    for _ in range(50):
+        clock.now += 0.1
+        with pytest.raises(DependencyUnavailable):
+            secrets.current()
+    assert len(vault.calls) == 1
+    vault.value = "a\nb"  # fixed
+    clock.now += REFRESH_FLOOR_SECONDS
+    assert secrets.current() == ("a", "b")
+    assert len(vault.calls) == 2
+
+
+def test_an_unusable_new_version_keeps_the_secrets_in_use() -> None:
+    secrets, clock, vault = make("a\nb")
+    secrets.current()
+    vault.value = "a\n\nb\nc"
+    clock.now += REFRESH_FLOOR_SECONDS
+    with pytest.raises(DependencyUnavailable):  # answered 503: PayNow retries later
+        secrets.refresh()
+    assert secrets.current() == ("a", "b")
+    clock.now += CACHE_SECONDS + 1  # the cache expires, the version is still unusable
+    assert secrets.current() == ("a", "b")
+    assert len(vault.calls) == 3
+
+
+def test_secret_manager_bytes_that_are_not_utf8_are_unusable(mocker: MockerFixture) -> None:
+    client = mocker.Mock()
+    client.access_secret_version.return_value.payload.data = b"\xffzq-secret"
+    mocker.patch.object(secrets_adapter, "_secret_client", return_value=client)
+    with pytest.raises(SecretListError, match="not UTF-8"):
+        secrets_adapter._access_secret(f"{SECRET_ID}/versions/latest")
+    client.access_secret_version.return_value.payload.data = b"zq-a\nzq-b\n"
+    assert parse_secrets(secrets_adapter._access_secret("x")) == ("zq-a", "zq-b")

@@ -203,6 +203,49 @@ def test_secret_manager_rotation_end_to_end() -> None:
     assert h.send(order("e3"), secret="v1").status == "accepted"  # in-flight retries still pass
 
 
+class CountingVault:
+    """A fake Secret Manager that counts its reads."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.reads = 0
+
+    def __call__(self, _name: str) -> str:
+        self.reads += 1
+        return self.value
+
+
+def test_each_subscription_secret_in_secret_manager_is_accepted_and_others_refused() -> None:
+    subscriptions = [f"sub-secret-{n}" for n in range(6)]
+    vault = CountingVault("\n".join(subscriptions) + "\n")
+    secrets = SecretManagerSecrets("projects/p/secrets/s", fetch=vault, clock=lambda: 0.0)
+    h = Harness("queue", secrets=secrets)
+    for n, secret in enumerate(subscriptions):
+        assert h.send(order(f"e{n}"), secret=secret).status == "accepted"
+    with pytest.raises(InvalidSignature):
+        h.send(order("e-forged"), secret="sub-secret-6")
+    assert vault.reads == 1  # the refresh after that mismatch is within the floor of the first
+
+
+def test_a_flood_of_bad_signatures_is_not_a_flood_of_secret_manager_reads() -> None:
+    """A secret added in Secret Manager is picked up without a redeploy, at a bounded cost."""
+    vault = CountingVault("order-secret\nrefund-secret")
+    clock = {"t": 0.0}
+    secrets = SecretManagerSecrets("projects/p/secrets/s", fetch=vault, clock=lambda: clock["t"])
+    h = Harness("queue", secrets=secrets)
+    assert h.send(order("e0"), secret="order-secret").status == "accepted"
+    for n in range(600):  # two forged requests a second for five minutes
+        clock["t"] += 0.5
+        with pytest.raises(InvalidSignature):
+            h.send(order(f"forged-{n}"), secret=f"guess-{n}")
+    assert vault.reads <= 1 + 300 / 30  # the first read, then at most one per floor
+    vault.value += "\nchargeback-secret\n"  # the store subscribed to one more event type
+    clock["t"] += 30
+    assert h.send(order("e1"), secret="chargeback-secret").status == "accepted"
+    assert h.send(order("e2"), secret="refund-secret").status == "accepted"
+    assert h.db.events.keys() == {"e0", "e1", "e2"}
+
+
 # --- queue mode ------------------------------------------------------------------------
 
 

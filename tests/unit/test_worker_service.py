@@ -25,7 +25,7 @@ from paynow.service.worker import EVENT_VISIBILITY_GRACE_SECONDS, Handled, Worke
 from pytest_mock import MockerFixture
 
 from tests.unit.fakes import FakePublisher, FakeStore
-from tests.unit.helpers import CATALOG, NOW, SECRET, push, settings
+from tests.unit.helpers import CATALOG, NOW, SECRET, push, settings, unwrapped
 
 ORDER_ID = "411486491630371000"
 MAX_ATTEMPTS = 3
@@ -152,6 +152,63 @@ def test_readable_envelope_with_unreadable_data_dead_letters_the_original_data(
     [letter] = p.publisher.letters
     assert letter.attributes()["errorCode"] == "invalid_message"
     assert letter.data == data
+
+
+# --- unwrapped pushes (--push-no-wrapper) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("write_metadata", [True, False])
+def test_an_unwrapped_push_is_processed_like_a_wrapped_one(
+    p: Pipeline, write_metadata: bool
+) -> None:
+    message = p.accept(order())
+    body, headers = unwrapped(message, write_metadata=write_metadata)
+    assert p.worker.handle(body, headers) == Handled("processed", "e-order")
+    assert p.store.status("e-order") == "processed"
+    assert p.store.balance("user-42") == 750
+    assert p.worker.handle(*unwrapped(message)) == Handled("duplicate", "e-order")
+    assert p.worker.handle(push(message)) == Handled("duplicate", "e-order")  # either form
+    assert p.publisher.letters == []
+
+
+def test_a_customer_history_pushed_unwrapped_ends_as_pushed_wrapped(p: Pipeline) -> None:
+    twin = Pipeline()
+    for doc in (
+        order(),
+        payloads.subscription("activated", "s1", "sub-1", "cust-7", "user-42"),
+        payloads.subscription("renewed", "s2", "sub-1", "cust-7", None),
+    ):
+        assert p.worker.handle(*unwrapped(p.accept(doc))).status == "processed"
+        assert twin.deliver(twin.accept(doc)).status == "processed"
+    assert p.store.balance("user-42") == twin.store.balance("user-42") == 750 + 2 * 300
+    assert p.store.ledger == twin.store.ledger
+
+
+@pytest.mark.parametrize("data", [b"not an event message", b'{"v": 2, "eventId": "e1"}'])
+def test_unwrapped_unreadable_data_is_dead_lettered_whole_with_its_event_id(
+    p: Pipeline, data: bytes
+) -> None:
+    body, headers = unwrapped(data)
+    headers["eventId"] = "e-attr"  # the attribute, as a header
+    assert p.worker.handle(body, headers) == Handled("dead_lettered", "e-attr", "invalid_message")
+    [letter] = p.publisher.letters
+    assert letter.data == data
+    assert letter.attributes()["eventId"] == "e-attr"
+
+
+def test_unwrapped_publish_time_header_dates_a_lost_event(p: Pipeline) -> None:
+    message = QueueMessage("e-lost", "ON_ORDER_COMPLETED", "cust-7")
+    with pytest.raises(EventNotVisible):
+        p.worker.handle(*unwrapped(message, age_s=5))
+    old = unwrapped(message, age_s=EVENT_VISIBILITY_GRACE_SECONDS + 1)
+    assert p.worker.handle(*old) == Handled("dead_lettered", "e-lost", "event_not_found")
+
+
+def test_unwrapped_without_metadata_cannot_date_a_missing_record(p: Pipeline) -> None:
+    """No publish time: the record's absence stays transient (counted, then exhausted)."""
+    message = QueueMessage("e-lost", "ON_ORDER_COMPLETED", "cust-7")
+    with pytest.raises(EventNotVisible):
+        p.worker.handle(*unwrapped(message, write_metadata=False))
 
 
 # --- record not (yet) visible ----------------------------------------------------------------

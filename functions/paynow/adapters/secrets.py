@@ -1,11 +1,14 @@
 """The webhook signing secrets: from the environment, or Secret Manager with a cache.
 
-During a rotation two secrets are accepted (current and previous). With
-Secret Manager the latest version is cached for ``CACHE_SECONDS``; a
-signature that matches nothing refreshes the cache at most once every
-``REFRESH_FLOOR_SECONDS``, so a rotated secret is picked up within seconds,
-while a flood of bad signatures cannot flood Secret Manager. The value read
-before a refresh stays accepted as an implicit previous secret.
+Each value holds one or more secrets, one per line (``domain.signature.parse_secrets``):
+PayNow signs each webhook subscription with its own. The previous ones of a
+rotation are accepted until ``PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL``. With Secret
+Manager the latest version is cached for ``CACHE_SECONDS``; a signature that
+matches nothing refreshes the cache at most once every ``REFRESH_FLOOR_SECONDS``,
+so a secret added there is picked up within seconds while a flood of bad
+signatures cannot flood Secret Manager. The secrets read before a refresh stay
+accepted as implicit previous ones (until the same time). A version that is not a
+usable list is refused with an error log that names the secret, never its value.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+
+from paynow.domain.errors import DependencyUnavailable
+from paynow.domain.signature import SecretListError, SigningSecrets, parse_secrets
+from paynow.observability import log
 
 CACHE_SECONDS = 300.0
 REFRESH_FLOOR_SECONDS = 30.0
@@ -23,11 +31,20 @@ REFRESH_FLOOR_SECONDS = 30.0
 class StaticSecrets:
     """Secrets given as values (local runs, or injected by the deploy)."""
 
-    def __init__(self, current: str, previous: str | None = None) -> None:
-        self._secrets = tuple(s for s in (current, previous) if s)
+    def __init__(
+        self,
+        current: str,
+        previous: str | None = None,
+        previous_until: datetime | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._secrets = SigningSecrets(
+            parse_secrets(current), parse_secrets(previous), previous_until
+        )
+        self._wall_clock = wall_clock
 
     def current(self) -> tuple[str, ...]:
-        return self._secrets
+        return self._secrets.in_force(self._wall_clock())
 
     def refresh(self) -> bool:
         """Nothing to refresh: return False so the caller does not retry."""
@@ -43,28 +60,39 @@ class SecretManagerSecrets:
         previous: str | None = None,
         fetch: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        previous_until: datetime | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._secret_id = secret_id
         self._name = f"{secret_id}/versions/latest"
-        self._previous = previous
+        self._previous = parse_secrets(previous)
+        self._previous_until = previous_until
         self._fetch = fetch or _access_secret
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
-        self._value: str | None = None
-        self._older: str | None = None
+        self._value: SigningSecrets | None = None
+        self._older: tuple[str, ...] = ()
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
+        self._unusable_at = float("-inf")
 
     def current(self) -> tuple[str, ...]:
         with self._lock:
             stale = self._clock() - self._fetched_at > CACHE_SECONDS
-            if self._value is None or (stale and self._may_attempt()):
+            if self._value is None and self._clock() - self._unusable_at < REFRESH_FLOOR_SECONDS:
+                # The version just read is not a usable list: reading it again on every
+                # request would only turn requests into Secret Manager reads.
+                raise _unusable()
+            value = self._value
+            if value is None or (stale and self._may_attempt()):
                 try:
-                    self._load()
+                    value = self._load()
                 except Exception:
-                    if self._value is None:
+                    if value is None:
                         raise
                     # Secret Manager is down: keep verifying with the value we have.
-            return tuple(s for s in (self._value, self._older, self._previous) if s)
+            return value.in_force(self._wall_clock(), self._older)
 
     def refresh(self) -> bool:
         """Re-read after a failed match; True when a different value was found."""
@@ -80,13 +108,33 @@ class SecretManagerSecrets:
         last = max(self._fetched_at, self._attempted_at)
         return self._clock() - last >= REFRESH_FLOOR_SECONDS
 
-    def _load(self) -> None:
+    def _load(self) -> SigningSecrets:
         self._attempted_at = self._clock()
-        value = self._fetch(self._name)
-        if self._value is not None and value != self._value:
-            self._older = self._value
+        try:
+            current = parse_secrets(self._fetch(self._name))
+            if not current:
+                raise SecretListError("holds no secret")
+            value = SigningSecrets(current, self._previous, self._previous_until)
+        except SecretListError as exc:
+            self._unusable_at = self._clock()
+            log(
+                "ERROR",
+                "webhook signing secret unusable",
+                secretId=self._secret_id,
+                reason=f"its latest version {exc}"
+                + (" (with PAYNOW_WEBHOOK_SECRET_PREVIOUS)" if self._previous else ""),
+            )
+            raise _unusable() from None
+        if self._value is not None and value.current != self._value.current:
+            self._older = tuple(s for s in self._value.current if s not in value.current)
         self._value = value
         self._fetched_at = self._clock()
+        return value
+
+
+def _unusable() -> DependencyUnavailable:
+    # Answered 503, so PayNow retries once the secret is fixed; the reason is logged.
+    return DependencyUnavailable("the webhook signing secret cannot be used; see the logs")
 
 
 @functools.cache
@@ -102,4 +150,7 @@ def _access_secret(name: str) -> str:
 
     with calling("Secret Manager"):
         response = _secret_client().access_secret_version(name=name, timeout=10.0)
-    return str(response.payload.data.decode("utf-8")).strip()
+    try:
+        return str(response.payload.data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SecretListError("is not UTF-8 text") from None

@@ -1,7 +1,13 @@
-"""The queue's wire formats: the ids-only event message, the push envelope, dead letters.
+"""The queue's wire formats: the ids-only event message, push deliveries, dead letters.
 
 Message data is UTF-8 JSON ``{"v": 1, "eventId", "eventType", "customerId"}``
 plus ``userId`` when known: ids only, never amounts, emails or bodies.
+
+A push subscription delivers a message in one of the two forms Pub/Sub
+publishes: wrapped (the default; a JSON envelope whose ``message.data`` is the
+base64 data) or unwrapped (``--push-no-wrapper``: the data itself is the body,
+and with ``--push-no-wrapper-write-metadata`` the metadata and the attributes
+come as headers). ``read_push`` tells them apart by the body alone.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +25,16 @@ from paynow.domain.events import PayNowEvent, is_valid_id
 
 MESSAGE_VERSION = 1
 MAX_ERROR_MESSAGE = 500
+
+# What an unwrapped push with write-metadata carries as headers: the message's metadata
+# as x-goog-pubsub-<key> (Google documents x-goog-pubsub-subscription-name too, which the
+# worker has no use for, and no delivery attempt), and each attribute under its own name
+# (ours are eventId and eventType).
+MESSAGE_ID_HEADER = "x-goog-pubsub-message-id"
+PUBLISH_TIME_HEADER = "x-goog-pubsub-publish-time"
+ORDERING_KEY_HEADER = "x-goog-pubsub-ordering-key"
+ATTRIBUTE_HEADERS = ("eventId", "eventType")
+_NOT_JSON = object()
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,7 @@ class QueueMessage:
 
 @dataclass(frozen=True)
 class PushDelivery:
-    """One message as a push subscription delivers it."""
+    """One message as a push subscription delivers it (metadata absent: empty or None)."""
 
     message_id: str
     data: bytes
@@ -83,14 +100,60 @@ class PushDelivery:
     ordering_key: str | None = None
 
 
+def read_push(body: bytes, headers: Mapping[str, str] | None = None) -> PushDelivery:
+    """One push delivery in either form; raise ``InvalidMessage`` for a malformed envelope.
+
+    The body decides, never the headers (a wrapped push may carry headers of its
+    own): Pub/Sub's envelope is a JSON object with a ``message`` member, which an
+    event message (``{"v": 1, ...}``) never has. Anything else is the message data
+    itself, delivered unwrapped; ``QueueMessage.decode`` then judges it.
+    """
+    doc = _json(body)
+    if is_push_envelope(doc):
+        return _from_envelope(doc)
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+
+    def header(name: str) -> str | None:
+        value = lowered.get(name.lower(), "").strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        return value or None
+
+    attributes = {name: value for name in ATTRIBUTE_HEADERS if (value := header(name))}
+    return PushDelivery(
+        message_id=header(MESSAGE_ID_HEADER) or "",
+        data=body,
+        attributes=attributes,
+        publish_time=_timestamp(header(PUBLISH_TIME_HEADER)),
+        delivery_attempt=None,
+        ordering_key=header(ORDERING_KEY_HEADER),
+    )
+
+
+def is_push_envelope(doc: object) -> bool:
+    """True for Pub/Sub's push envelope, False for anything else (an event message included)."""
+    return isinstance(doc, dict) and "message" in doc and "v" not in doc
+
+
 def decode_push(body: bytes) -> PushDelivery:
     """Read a push envelope defensively; raise ``InvalidMessage`` when it is malformed."""
+    doc = _json(body)
+    if doc is _NOT_JSON:
+        raise InvalidMessage("push body is not UTF-8 JSON")
+    return _from_envelope(doc)
+
+
+def _json(body: bytes) -> object:
+    """The body's JSON value, or ``_NOT_JSON`` when it is not UTF-8 JSON."""
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidMessage("push body is not UTF-8 JSON") from exc
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _from_envelope(doc: object) -> PushDelivery:
     message = doc.get("message") if isinstance(doc, dict) else None
-    if not isinstance(message, dict):
+    if not isinstance(doc, dict) or not isinstance(message, dict):
         raise InvalidMessage("push body has no message object")
     try:
         data = base64.b64decode(message.get("data") or "", validate=True)

@@ -11,7 +11,7 @@ Pub/Sub's own dead-lettering is not available everywhere (the emulator).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,7 +28,7 @@ from paynow.domain.errors import (
     UnexpectedError,
 )
 from paynow.domain.events import is_valid_id
-from paynow.domain.messages import PushDelivery, QueueMessage, decode_push
+from paynow.domain.messages import PushDelivery, QueueMessage, read_push
 from paynow.observability import (
     WORKER_FAILURES,
     WORKER_LATENCY,
@@ -68,11 +68,12 @@ class WorkerService:
         self._publisher = publisher
         self._clock = clock
 
-    def handle(self, body: bytes) -> Handled:
-        """Process one push delivery; raise ``TransientError`` to have it redelivered."""
+    def handle(self, body: bytes, headers: Mapping[str, str] | None = None) -> Handled:
+        """Process one push delivery, wrapped or not (``read_push``: an unwrapped one's
+        metadata is in ``headers``); raise ``TransientError`` to have it redelivered."""
         started = time.perf_counter()
         try:
-            delivery = decode_push(body)
+            delivery = read_push(body, headers)
         except InvalidMessage as exc:
             self._dead_letter(exc, data=body, event_id=None, attempts=1)
             return Handled("dead_lettered", None, exc.code)
