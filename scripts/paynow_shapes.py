@@ -1,10 +1,9 @@
 """PayNow-shaped webhook payloads built in code, so nothing here depends on files outside the repo.
 
-The shapes follow PayNow's webhook schema (the fields of ARCHITECTURE.md plus
+The shapes follow PayNow's webhook schema (the fields of docs/contract.md plus
 the ones PayNow sends around them, PII included, so tests prove it is
 dropped). ``canonical(name)`` rebuilds the reference sample of each event
-type with its fixed ids and times; ``tests/unit/test_paynow_shapes.py``
-checks it against ``../shared/paynow-samples`` where that folder exists.
+type with its fixed ids and times.
 """
 
 from __future__ import annotations
