@@ -13,7 +13,7 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]
   # would otherwise both pip into the same .venv.
   mkdir -p "$ROOT/.local"
   exec 9>"$ROOT/.local/bootstrap.lock"
-  flock 9
+  if command -v flock >/dev/null; then flock 9; fi
   if [[ ! -x "$VENV/bin/python" ]]; then
     "$PYTHON_BIN" -m venv "$VENV"
   fi

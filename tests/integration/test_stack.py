@@ -215,9 +215,9 @@ def _members(group: int, word: str) -> list[int]:
     return found
 
 
-def test_a_hung_child_is_killed_within_the_bound(run_stack):
-    run = run_stack()
-    run.wait_ready()
+def _freeze_two_children(run: Run) -> None:
+    """SIGSTOP the Firestore emulator's JVM and the webhook's gunicorn worker: a stopped
+    process acts on no signal but SIGKILL, as a hung JVM or worker would."""
     parents = localstack.parent_pids()
     by_port = {}
     for group in run.groups:
@@ -225,7 +225,6 @@ def test_a_hung_child_is_killed_within_the_bound(run_stack):
         for name, port in run.ports.items():
             if str(port).encode() in command:
                 by_port[name] = group
-    # Frozen: a stopped process acts on no signal but SIGKILL, as a hung JVM or worker would.
     (java,) = _members(by_port["firestore"], "java")
     (gunicorn_worker,) = [
         pid
@@ -234,8 +233,29 @@ def test_a_hung_child_is_killed_within_the_bound(run_stack):
     ]
     for pid in (java, gunicorn_worker):
         os.kill(pid, signal.SIGSTOP)
+
+
+def test_a_hung_child_is_killed_within_the_bound(run_stack):
+    run = run_stack()
+    run.wait_ready()
+    _freeze_two_children(run)
     seconds = run.stop(signal.SIGTERM)
     assert seconds >= localstack.STOP_GRACE_SECONDS  # it waited, then killed
+    assert run.popen.returncode == 0, run.err.read_text()
+    _assert_all_gone(run, seconds)
+
+
+def test_a_second_ctrl_c_kills_a_hung_child_at_once(run_stack):
+    run = run_stack()
+    run.wait_ready()
+    _freeze_two_children(run)
+    started = time.monotonic()
+    run.popen.send_signal(signal.SIGINT)
+    time.sleep(1)
+    run.popen.send_signal(signal.SIGINT)  # the impatient second Ctrl-C
+    run.popen.wait(timeout=STOP_WITHIN_SECONDS + 10)
+    seconds = time.monotonic() - started
+    assert seconds < localstack.STOP_GRACE_SECONDS, f"{seconds:.1f} s: it waited the grace out"
     assert run.popen.returncode == 0, run.err.read_text()
     _assert_all_gone(run, seconds)
 
