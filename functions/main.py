@@ -7,8 +7,10 @@ here, at import, so a bad value stops the instance before it serves.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import flask
 import functions_framework
@@ -31,6 +33,10 @@ from paynow.observability import (
 
 MAX_BODY_BYTES = 1024 * 1024
 _READ_CHUNK = 64 * 1024
+# After an answer, what is left of the request body is read and thrown away, up to this
+# much or this long, so a client still sending at network pace gets to read the answer.
+DRAIN_MAX_BYTES = 4 * MAX_BODY_BYTES
+DRAIN_MAX_SECONDS = 3.0
 
 SETTINGS = runtime.settings()
 
@@ -176,16 +182,55 @@ def _internal_error(exc: Exception, target: str) -> flask.Response:
 
 
 def _answer(status: int, body: dict[str, Any]) -> flask.Response:
-    """The JSON answer, always as a streamed response.
+    """The JSON answer, always as a streamed response that drains the request after it.
 
     functions-framework reads whatever is left of a request after a non-streamed
     answer, whole and unbounded, before it sends the answer. A streamed one skips
     that, so an answer given before the body was read (405, 413, a refused token, an
-    unexpected error) goes out at once, and the server's own bounded drain (or a
-    closed connection) takes care of the rest. The length is still sent.
+    unexpected error) goes out at once; ``_drain`` then reads the rest, bounded, before
+    the connection is reused or closed. The length is still sent.
     """
     response = flask.jsonify(body)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
-    response.response = iter([response.get_data()])
+    request = flask.request
+    response.response = _then_drain(
+        response.get_data(), request.stream, request.environ.get("gunicorn.socket")
+    )
     return response
+
+
+def _then_drain(answer: bytes, stream: IO[bytes], sock: Any) -> Iterator[bytes]:
+    yield answer
+    _drain(stream, sock)
+
+
+def _drain(stream: IO[bytes], sock: Any) -> None:
+    """Read and discard the unread rest of the request body: ``DRAIN_MAX_BYTES`` or
+    ``DRAIN_MAX_SECONDS``, whichever comes first.
+
+    Closing a connection with request bytes still arriving makes the kernel reset it,
+    and a reset discards the answer before the client (which reads only once it has
+    sent everything) sees it; gunicorn's own drain stops after 64 KiB. Reading on lets a
+    client still sending a body of a few MiB at network pace get its 413, and the bound
+    keeps an endless or trickling sender from holding a worker thread. A body already
+    read to its end costs one empty read. The time bound needs the socket (gunicorn's
+    ``gunicorn.socket``); without it only the byte bound applies.
+    """
+    deadline = time.monotonic() + DRAIN_MAX_SECONDS
+    left = DRAIN_MAX_BYTES
+    prior = sock.gettimeout() if sock is not None else None
+    try:
+        while left > 0 and (remaining := deadline - time.monotonic()) > 0:
+            if sock is not None:
+                sock.settimeout(remaining)
+            chunk = stream.read(min(_READ_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except Exception:  # noqa: S110 - a timeout, a reset, a malformed chunk: the answer is out
+        pass  # and gunicorn closes a connection whose body could not be read
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(prior)

@@ -3,6 +3,14 @@
 Used three ways, so the stack is built one way only: ``scripts/stack`` runs
 it for a developer, the test suite's session fixtures start it on free
 ports, and ``scripts/bench.py`` / ``scripts/chaos.py`` measure against it.
+
+Every child runs in a process group of its own (so a Ctrl-C at the terminal
+reaches only the stack, which then stops them in its own time), which means
+nothing stops them but the stack: ``main`` turns SIGINT, SIGTERM and SIGHUP,
+from the first moment on, into ``Stopped``, and every way out stops every
+group it started (SIGTERM, then SIGKILL for what is left) within
+``STOP_GRACE_SECONDS + KILL_WAIT_SECONDS``. It imports nothing heavy before
+its handlers are in place.
 """
 
 from __future__ import annotations
@@ -10,16 +18,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
@@ -27,7 +38,9 @@ sys.path.insert(0, str(FUNCTIONS))
 
 from paynow.domain import payloads  # noqa: E402
 
-LOGS = ROOT / ".local" / "logs"
+LOCAL = ROOT / ".local"
+LOGS = LOCAL / "logs"
+STACK_ENV = LOCAL / "stack.env"
 PROJECT = "demo-paynow"
 TOPIC = "paynow-events"
 DLQ_TOPIC = "paynow-events-dlq"
@@ -49,6 +62,9 @@ DEMO_SECRET = "local-demo-signing-secret"  # noqa: S105 - the local stack's own,
 PUSH_ACK_DEADLINE_SECONDS = 60
 PUSH_MIN_BACKOFF_SECONDS = 1
 PUSH_MAX_BACKOFF_SECONDS = 60
+STOP_GRACE_SECONDS = 9.0  # after SIGTERM, before SIGKILL
+KILL_WAIT_SECONDS = 4.0  # after SIGKILL: the contract's 15 s, with a margin
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def free_port() -> int:
@@ -66,17 +82,20 @@ class Process:
     log: Path
     address: str = ""
 
-    def stop(self, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
+    def send(self, sig: int) -> None:
+        """Signal every process of the group (the child and what it started)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
-        try:
-            self.popen.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=wait)
+
+    def finished(self, groups: Mapping[int, list[int]] | None = None) -> bool:
+        """The child has exited and nothing of its group lives on (a java an emulator's
+        wrapper left behind still holds the port). ``groups``: ``process_groups()``."""
+        groups = process_groups() if groups is None else groups
+        return self.popen.poll() is not None and not groups.get(self.popen.pid)
+
+    def stop(self, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
+        """``sig`` to the group, then SIGKILL after ``wait`` seconds."""
+        stop_all([self], sig=sig, grace=wait)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -85,15 +104,105 @@ class Process:
             return "(no log)"
 
 
-def parent_pids() -> dict[int, int]:
-    """Every running process's parent, from /proc: ``{pid: parent pid}``."""
-    parents = {}
+# --- stopping: signals and process groups ------------------------------------------------
+
+
+class Stopped(BaseException):
+    """SIGINT, SIGTERM or SIGHUP reached the stack (raised once, in the main thread)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """What the stop handler knows: the first signal, one still to raise, a hurry."""
+
+    first: int | None = None
+    pending: int | None = None
+    held = 0  # > 0 while the main thread starts a child and records it
+    hurry = threading.Event()  # a second signal: SIGKILL what is left at once
+
+
+def _on_stop_signal(signum: int, _frame: FrameType | None) -> None:
+    """The first signal raises ``Stopped`` (after a child being started is recorded); later
+    ones only hurry the stop, so nothing interrupts the cleanup."""
+    if _Signals.first is not None:
+        _Signals.hurry.set()
+        return
+    _Signals.first = signum
+    if _Signals.held:
+        _Signals.pending = signum
+        return
+    raise Stopped(signum)
+
+
+def install_stop_handlers() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_stop_signal)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Start a child and record it with no ``Stopped`` in between (main thread only: the
+    handler runs there); a signal that came meanwhile is raised on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Signals.held += 1
+    try:
+        yield
+    finally:
+        _Signals.held -= 1
+        if not _Signals.held and _Signals.pending is not None:
+            signum, _Signals.pending = _Signals.pending, None
+            raise Stopped(signum)
+
+
+def _proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """Every process's pid and the fields of /proc/PID/stat after its name (state, ppid,
+    pgrp, ...); processes that end while being read are left out."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
+            try:
                 stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
+            except OSError:
+                continue
+            yield int(entry.name), stat.rsplit(")", 1)[1].split()
+
+
+def process_groups() -> dict[int, list[int]]:
+    """Every living (not zombie) process by its process group."""
+    groups: dict[int, list[int]] = {}
+    for pid, fields in _proc_stats():
+        if fields[0] != "Z":
+            groups.setdefault(int(fields[2]), []).append(pid)
+    return groups
+
+
+def stop_all(
+    processes: Iterable[Process], sig: int = signal.SIGTERM, grace: float = STOP_GRACE_SECONDS
+) -> list[Process]:
+    """Stop every process group at once: ``sig``, then SIGKILL what is left after ``grace``
+    seconds (at once after a second stop signal). Returns those still running after that."""
+    live = [p for p in processes if not p.finished()]
+    for proc in live:
+        proc.send(sig)
+    for wait, last in ((grace, False), (KILL_WAIT_SECONDS, True)):
+        deadline = time.monotonic() + wait
+        while live and time.monotonic() < deadline and (last or not _Signals.hurry.is_set()):
+            time.sleep(0.05)
+            groups = process_groups()
+            live = [p for p in live if not p.finished(groups)]
+        if not last:
+            for proc in live:
+                proc.send(signal.SIGKILL)
+    return live
+
+
+def parent_pids() -> dict[int, int]:
+    """Every running process's parent: ``{pid: parent pid}``."""
+    return {pid: int(fields[1]) for pid, fields in _proc_stats()}
 
 
 def proc_status(pid: int, key: str) -> int:
@@ -125,11 +234,20 @@ def rss_bytes(pid: int) -> int:
 
 
 def spawn(
-    name: str, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT
+    name: str,
+    argv: list[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
+    *,
+    logs: Path | None = None,
+    started: list[Process] | None = None,
 ) -> Process:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{name}.log"
-    with log.open("wb") as out:
+    """Start ``argv`` in a new session, its output to ``logs/NAME.log``; appended to
+    ``started`` before anything can interrupt, so whoever stops that list stops it too."""
+    logs = LOGS if logs is None else logs
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    with log.open("wb") as out, _signals_held():
         popen = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -138,7 +256,10 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Process(name, popen, log)
+        proc = Process(name, popen, log)
+        if started is not None:
+            started.append(proc)
+    return proc
 
 
 def wait_http(url: str, proc: Process, timeout: float = 90.0, ok: tuple[int, ...] = (200,)) -> None:
@@ -160,7 +281,13 @@ def wait_http(url: str, proc: Process, timeout: float = 90.0, ok: tuple[int, ...
     raise RuntimeError(f"{proc.name} did not answer at {url} in {timeout}s:\n{proc.log_tail()}")
 
 
-def start_pubsub_emulator(port: int, project: str = PROJECT) -> Process:
+def start_pubsub_emulator(
+    port: int,
+    project: str = PROJECT,
+    *,
+    logs: Path | None = None,
+    started: list[Process] | None = None,
+) -> Process:
     proc = spawn(
         f"pubsub-emulator-{port}",
         [
@@ -173,16 +300,22 @@ def start_pubsub_emulator(port: int, project: str = PROJECT) -> Process:
             f"--project={project}",
             "--quiet",
         ],
+        logs=logs,
+        started=started,
     )
     wait_http(f"http://127.0.0.1:{port}/", proc)
     proc.address = f"127.0.0.1:{port}"
     return proc
 
 
-def start_firestore_emulator(port: int) -> Process:
+def start_firestore_emulator(
+    port: int, *, logs: Path | None = None, started: list[Process] | None = None
+) -> Process:
     proc = spawn(
         f"firestore-emulator-{port}",
         ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"],
+        logs=logs,
+        started=started,
     )
     wait_http(f"http://127.0.0.1:{port}/", proc)
     proc.address = f"127.0.0.1:{port}"
@@ -213,7 +346,15 @@ def function_env(
     return env
 
 
-def start_function(name: str, target: str, port: int, env: Mapping[str, str]) -> Process:
+def start_function(
+    name: str,
+    target: str,
+    port: int,
+    env: Mapping[str, str],
+    *,
+    logs: Path | None = None,
+    started: list[Process] | None = None,
+) -> Process:
     """Serve one target with functions-framework, as Cloud Functions does (gunicorn, threads)."""
     proc = spawn(
         name,
@@ -232,6 +373,8 @@ def start_function(name: str, target: str, port: int, env: Mapping[str, str]) ->
         ],
         env={**env, "PYTHONPATH": str(FUNCTIONS)},
         cwd=FUNCTIONS,
+        logs=logs,
+        started=started,
     )
     wait_http(f"http://127.0.0.1:{port}/", proc, ok=(405,))
     proc.address = f"http://127.0.0.1:{port}/"
@@ -316,63 +459,285 @@ class Stack:
     webhook_url: str
     worker_url: str
     processes: list[Process] = field(default_factory=list)
+    mode: str = "sync"
+    project: str = PROJECT
 
-    def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
+    def stop(self) -> list[Process]:
+        """Stop every process at once (see ``stop_all``); those that would not stop."""
+        return stop_all(self.processes)
+
+    def env(self) -> dict[str, str]:
+        """What ``.local/stack.env`` says: the target of ``paynow-ops`` and the other tools."""
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
+            "PUBSUB_EMULATOR_HOST": self.pubsub_host,
+            "WEBHOOK_MODE": self.mode,
+            "PAYNOW_WEBHOOK_URL": self.webhook_url,
+            "PAYNOW_WORKER_URL": self.worker_url,
+            "STACK_PID": str(os.getpid()),
+        }
+
+    def watch(self, interval: float = 0.5) -> None:
+        """Return never: raise ``StackError`` when one of the processes exits by itself
+        (``Stopped`` comes out of the sleep when a stop signal arrives)."""
+        while True:
+            for proc in self.processes:
+                code = proc.popen.poll()
+                if code is not None:
+                    raise StackError(
+                        f"{proc.name} exited by itself (code {code}); its log: {proc.log}"
+                    )
+            time.sleep(interval)
 
 
 def up(
-    pubsub_port: int, firestore_port: int, webhook_port: int, worker_port: int, mode: str
+    pubsub_port: int,
+    firestore_port: int,
+    webhook_port: int,
+    worker_port: int,
+    mode: str,
+    *,
+    logs: Path | None = None,
+    started: list[Process] | None = None,
 ) -> Stack:
-    procs: list[Process] = []
+    """Start the whole stack; on any failure or stop signal, stop what was started.
+
+    ``started`` (the caller's list) gets each process the moment it exists, so a caller
+    can stop them even if this is interrupted while it cleans up.
+    """
+    procs: list[Process] = [] if started is None else started
     try:
-        procs.append(start_pubsub_emulator(pubsub_port))
-        procs.append(start_firestore_emulator(firestore_port))
+        start_pubsub_emulator(pubsub_port, logs=logs, started=procs)
+        start_firestore_emulator(firestore_port, logs=logs, started=procs)
         ps, fs = f"127.0.0.1:{pubsub_port}", f"127.0.0.1:{firestore_port}"
         worker_url = f"http://127.0.0.1:{worker_port}/"
         with emulator_env(ps, fs):
             provision_pubsub(worker_url)
             seed_catalog()
         env = function_env(pubsub_host=ps, firestore_host=fs, mode=mode)
-        procs.append(start_function("worker", "paynow_worker", worker_port, env))
-        procs.append(start_function("webhook", "paynow_webhook", webhook_port, env))
+        start_function("worker", "paynow_worker", worker_port, env, logs=logs, started=procs)
+        start_function("webhook", "paynow_webhook", webhook_port, env, logs=logs, started=procs)
     except BaseException:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_all(procs)
         raise
-    return Stack(ps, fs, f"http://127.0.0.1:{webhook_port}/", worker_url, procs)
+    return Stack(ps, fs, f"http://127.0.0.1:{webhook_port}/", worker_url, procs, mode=mode)
 
 
-def main() -> None:
+# --- the command: ports, .local/stack.env ------------------------------------------------
+
+
+class StackError(Exception):
+    """What stops the stack from starting or running, said in one line."""
+
+
+PORTS = {
+    "pubsub_port": (8085, "the Pub/Sub emulator"),
+    "firestore_port": (8086, "the Firestore emulator"),
+    "webhook_port": (8080, "the webhook"),
+    "worker_port": (8081, "the worker"),
+}
+
+
+def port_holder(port: int) -> str | None:
+    """The process listening on ``port`` (``pid N (command)``), when /proc tells."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                return f"pid {entry.name} ({command.strip()[:80]})"
+    return None
+
+
+def check_ports(ports: Mapping[str, int]) -> None:
+    """Every port distinct and free on 127.0.0.1, or a ``StackError`` naming the first that
+    is not (and who holds it, when that can be told)."""
+    seen: dict[int, str] = {}
+    for option, port in ports.items():
+        flag = "--" + option.replace("_", "-")
+        if port in seen:
+            raise StackError(f"{flag} {port} is the port of {seen[port]} too")
+        seen[port] = flag
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT is no user
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                holder = port_holder(port)
+                by = f" by {holder}" if holder else ""
+                raise StackError(
+                    f"port {port} ({PORTS[option][1]}) is already in use{by}: "
+                    f"stop it, or choose another with {flag}"
+                ) from None
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    """``KEY=value`` lines (comments, blank lines, optional quotes), as infra/lib.sh and a
+    shell's ``set -a; . FILE`` read them; nothing is run. ``ValueError`` names a bad line."""
+    values: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=(.*)", line)
+        if not match:
+            raise ValueError(f"line {n}: expected KEY=value")
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_stack(path: Path = STACK_ENV) -> dict[str, str] | None:
+    """The values of a stack file whose stack still runs; None when there is none (or
+    it is left over from a stack that was killed)."""
+    try:
+        values = parse_env_lines(path.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = values.get("STACK_PID", "")
+    return values if pid.isdigit() and pid_alive(int(pid)) else None
+
+
+def write_stack_env(path: Path, values: Mapping[str, str]) -> None:
+    """Written whole or not at all (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    lines = [
+        "# Written by scripts/stack while it runs, removed when it stops. paynow-ops reads it;",
+        "# a shell can too: set -a; . .local/stack.env; set +a",
+        *(f"{key}={value}" for key, value in values.items()),
+    ]
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def remove_stack_env(path: Path) -> None:
+    """Remove the file if this process wrote it (never another stack's)."""
+    with contextlib.suppress(OSError, ValueError):
+        if parse_env_lines(path.read_text()).get("STACK_PID") == str(os.getpid()):
+            path.unlink()
+
+
+def _stop_everything(started: list[Process], env_file: Path) -> list[Process]:
+    """Stop what was started and remove the stack file. A first stop signal arriving in
+    here raises ``Stopped`` once (later ones only hurry): the work starts again."""
+    while True:
+        try:
+            _Signals.first = _Signals.first or signal.SIGTERM
+            left = stop_all(started)
+            remove_stack_env(env_file)
+            return left
+        except Stopped:
+            continue
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Run the PayNow pipeline locally on the emulators."
+        prog="scripts/stack",
+        description="Run the PayNow pipeline locally on the emulators, in the foreground. "
+        "Ctrl-C or SIGTERM stops every process it started.",
     )
     parser.add_argument("--mode", choices=("sync", "queue"), default="queue")
-    parser.add_argument("--pubsub-port", type=int, default=8085)
-    parser.add_argument("--firestore-port", type=int, default=8086)
-    parser.add_argument("--webhook-port", type=int, default=8080)
-    parser.add_argument("--worker-port", type=int, default=8081)
-    args = parser.parse_args()
-    stack = up(
-        args.pubsub_port, args.firestore_port, args.webhook_port, args.worker_port, args.mode
+    for option, (default, what) in PORTS.items():
+        parser.add_argument(
+            "--" + option.replace("_", "-"),
+            type=int,
+            default=default,
+            metavar="PORT",
+            help=f"port of {what} (default {default})",
+        )
+    parser.add_argument(
+        "--local-dir",
+        type=Path,
+        default=LOCAL,
+        metavar="DIR",
+        help="where stack.env and logs/ go (default .local)",
     )
-    print(
-        f"PayNow pipeline running ({args.mode} mode)\n"
-        f"  webhook   {stack.webhook_url}\n"
-        f"  worker    {stack.worker_url} (push from {PUSH_SUBSCRIPTION})\n"
-        f"  Pub/Sub   {stack.pubsub_host}   Firestore {stack.firestore_host}\n"
-        f"  logs      {LOGS}\n"
-        "Send an event from another shell:\n"
-        "  .venv/bin/python scripts/send_webhook.py order_completed\n"
-        "Ctrl-C stops everything.",
-        flush=True,
-    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack until a stop signal; 0 once everything stopped, 1 when it could not
+    start or run (one line on stderr), 3 when a process would not stop."""
+    install_stop_handlers()  # first: a signal from now on stops what has started
+    args = _parser().parse_args(argv)
+    env_file, logs = args.local_dir / "stack.env", args.local_dir / "logs"
+    started: list[Process] = []
+    code = 0
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        other = running_stack(env_file)
+        if other is not None:
+            raise StackError(
+                f"another stack is running (pid {other['STACK_PID']}, {env_file}): "
+                "stop it first, or give this one its own --local-dir"
+            )
+        ports = {option: getattr(args, option) for option in PORTS}
+        check_ports(ports)
+        print(f"starting the local stack ({args.mode} mode) ...", flush=True)
+        stack = up(
+            args.pubsub_port,
+            args.firestore_port,
+            args.webhook_port,
+            args.worker_port,
+            args.mode,
+            logs=logs,
+            started=started,
+        )
+        write_stack_env(env_file, stack.env())
+        print(
+            f"PayNow pipeline running ({args.mode} mode)\n"
+            f"  webhook   {stack.webhook_url}\n"
+            f"  worker    {stack.worker_url} (push from {PUSH_SUBSCRIPTION})\n"
+            f"  Pub/Sub   {stack.pubsub_host}   Firestore {stack.firestore_host}\n"
+            f"  logs      {logs}\n"
+            f"  target    {env_file} (scripts/paynow-ops reads it)\n"
+            "Send an event from another shell:\n"
+            f"  .venv/bin/python scripts/send_webhook.py order_completed "
+            f"--url {stack.webhook_url}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        stack.watch()
+    except Stopped as stop:
+        print(f"stack: {stop}: stopping ...", file=sys.stderr, flush=True)
+    except StackError as exc:
+        print(f"stack: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    except Exception as exc:
+        print(f"stack: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
     finally:
-        stack.stop()
+        left = _stop_everything(started, env_file)
+    if left:
+        names = ", ".join(f"{p.name} (group {p.popen.pid})" for p in left)
+        print(f"stack: still running after SIGKILL: {names}", file=sys.stderr)
+        return 3
+    if started:
+        names = ", ".join(p.name for p in started)
+        print(f"stack: stopped {names}", file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,14 +1,17 @@
 """``scripts/paynow-ops``: the operator's CLI, against real GCP or the emulators.
 
-It reads the project and emulator hosts from the same variables as the
-functions (GOOGLE_CLOUD_PROJECT, FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST,
-PUBSUB_TOPIC, PUBSUB_DLQ_TOPIC), uses application default credentials on
-GCP, prints tables (``--json``, before or after the command, for scripts) and
-exits 1 when what it checks does not hold, 2 when it cannot run (a bad
-configuration or argument, an unexpected error: one line, never a traceback).
+The target is ``--project P`` (a cloud project), else the environment
+(GOOGLE_CLOUD_PROJECT, with FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for
+emulators), else the running local stack (``.local/stack.env``); every command prints
+it on stderr (``scripts/paynow_ops/target.py``). A command that changes data in a cloud
+project asks first, unless ``--yes``. It uses application default credentials on GCP,
+prints tables (``--json``, before or after the command, for scripts) and exits 1 when
+what it checks does not hold, 2 when it cannot run (a bad configuration or argument, no
+target, no confirmation, an unexpected error: one line, never a traceback).
 
+    scripts/paynow-ops [--project P] [--yes] [--json] COMMAND ...
     scripts/paynow-ops health [--strict] [--stuck-after SECONDS]
-    scripts/paynow-ops mode [--env-file infra/env/ENV.env]
+    scripts/paynow-ops mode [--region R] [--env-file infra/env/ENV.env]
     scripts/paynow-ops event show EVENT_ID
     scripts/paynow-ops user show USER_ID
     scripts/paynow-ops ledger verify [--user USER_ID]
@@ -27,6 +30,8 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scripts.paynow_ops import clients
@@ -37,23 +42,25 @@ from scripts.paynow_ops.dlq import dlq_discard, dlq_list, dlq_replay
 from scripts.paynow_ops.events import event_show, reconcile
 from scripts.paynow_ops.health import STUCK_AFTER_SECONDS, health
 from scripts.paynow_ops.ledger import ledger_verify, user_show
-from scripts.paynow_ops.mode import webhook_mode
+from scripts.paynow_ops.mode import deployed_project, webhook_mode
+from scripts.paynow_ops.output import print_result
+from scripts.paynow_ops.target import Target, confirm, resolve
 
-Command = Callable[[Ops, argparse.Namespace], tuple[dict[str, Any], bool]]
+Run = Callable[[Ops, argparse.Namespace], tuple[dict[str, Any], bool]]
 
 
-def _print_table(result: dict[str, Any]) -> None:
-    for key, value in result.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            print(f"{key}:")
-            columns = list(value[0])
-            widths = [max(len(c), *(len(str(row.get(c))) for row in value)) for c in columns]
-            print("  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-            for row in value:
-                cells = (str(row.get(c)).ljust(w) for c, w in zip(columns, widths, strict=True))
-                print("  " + "  ".join(cells))
-        else:
-            print(f"{key:<26} {value}")
+@dataclass(frozen=True)
+class Command:
+    """One command: what runs it, and whether this run of it changes data (then a cloud
+    project asks first)."""
+
+    name: str
+    run: Run | None  # None: ``mode``, which needs no Firestore or Pub/Sub client
+    changes: Callable[[argparse.Namespace], bool] = lambda args: False
+
+
+def _unless_dry_run(args: argparse.Namespace) -> bool:
+    return not args.dry_run
 
 
 def _page_size(p: argparse.ArgumentParser) -> None:
@@ -93,21 +100,33 @@ def _count(low: int, high: int) -> Callable[[str], int]:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Command]]:
-    """The command line, and the function behind each (area, verb)."""
+    """The command line, and the command behind each (area, verb)."""
     parser = argparse.ArgumentParser(prog="paynow-ops", description="Operate the PayNow pipeline.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    # Every command takes --json after its name too; SUPPRESS keeps the one given first.
+    # The options every command takes go before the command or after it; SUPPRESS keeps
+    # the one given first.
+    common: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("--json", {"action": "store_true", "help": "print JSON instead of tables"}),
+        ("--project", {"metavar": "P", "help": "a cloud project (default: see the target)"}),
+        ("--yes", {"action": "store_true", "help": "change cloud data without asking"}),
+    )
     late = argparse.ArgumentParser(add_help=False)
-    late.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    for flag, options in common:
+        parser.add_argument(flag, **options)
+        late.add_argument(flag, **options, default=argparse.SUPPRESS)
     area = parser.add_subparsers(dest="area", required=True)
     commands: dict[tuple[str, str | None], Command] = {}
 
     def command(
-        parent: Any, name: str, run: Command | None, key: tuple[str, str | None], **kw: Any
+        parent: Any,
+        name: str,
+        run: Run | None,
+        key: tuple[str, str | None],
+        changes: Callable[[argparse.Namespace], bool] | None = None,
+        **kw: Any,
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, parents=[late], **kw)
-        if run is not None:
-            commands[key] = run
+        label = " ".join(k for k in key if k)
+        commands[key] = Command(label, run, changes or Command.changes)
         return p
 
     def verbs(name: str, help_text: str) -> Any:
@@ -129,7 +148,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Com
     catalog = verbs("catalog", "points per product (pointsCatalog)")
     p = command(catalog, "show", catalog_show, ("catalog", "show"), help="one product, or all")
     p.add_argument("product", nargs="?", help="a product id (default: the whole catalog)")
-    p = command(catalog, "set", catalog_set, ("catalog", "set"), help="set a product's points")
+    p = command(
+        catalog,
+        "set",
+        catalog_set,
+        ("catalog", "set"),
+        _unless_dry_run,
+        help="set a product's points",
+    )
     p.add_argument("product")
     p.add_argument("points", type=_count(0, 2**63 - 1), help="points per unit (an integer >= 0)")
     p.add_argument("--dry-run", action="store_true", help="say what it would write, write nothing")
@@ -137,12 +163,33 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Com
     dlq = verbs("dlq", "the dead-letter subscription")
     p = command(dlq, "list", dlq_list, ("dlq", "list"), help="by error code, nothing consumed")
     _page_size(p)
-    p = command(dlq, "replay", dlq_replay, ("dlq", "replay"), help="reopen, republish, then ack")
+    p = command(
+        dlq,
+        "replay",
+        dlq_replay,
+        ("dlq", "replay"),
+        _unless_dry_run,
+        help="reopen, republish, then ack",
+    )
     _dlq_selection(p, "replay")
-    p = command(dlq, "discard", dlq_discard, ("dlq", "discard"), help="ack without a replay")
+    p = command(
+        dlq,
+        "discard",
+        dlq_discard,
+        ("dlq", "discard"),
+        _unless_dry_run,
+        help="ack without a replay",
+    )
     _dlq_selection(p, "discard")
 
-    command(area, "reconcile", reconcile, ("reconcile", None), help="one reconcile pass now")
+    command(
+        area,
+        "reconcile",
+        reconcile,
+        ("reconcile", None),
+        lambda args: True,  # republishes, and stamps what it republished
+        help="one reconcile pass now",
+    )
 
     p = command(
         area, "health", health, ("health", None), help="Firestore, Pub/Sub, DLQ, stuck events"
@@ -156,23 +203,44 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Com
         help=f"a received event older than this is stuck (default {STUCK_AFTER_SECONDS})",
     )
 
-    p = command(area, "mode", None, ("mode", None), help="WEBHOOK_MODE and how to switch it")
+    p = command(
+        area, "mode", None, ("mode", None), help="the webhook's WEBHOOK_MODE, how to switch"
+    )
     p.add_argument("--env-file", help="infra settings file: read the deployed webhook's mode")
+    p.add_argument("--region", help="the deployed webhook's region (a cloud project)")
+    p.add_argument("--service", help="its Cloud Run service (default paynow-webhook)")
     return parser, commands
+
+
+def _target(args: argparse.Namespace) -> Target:
+    """This run's target (``mode --env-file`` names its project too), said on stderr."""
+    project = args.project
+    if getattr(args, "env_file", None):
+        named, _, _ = deployed_project(Path(args.env_file))
+        if project and project != named:
+            raise UsageError(f"--project {project} and {args.env_file} (PROJECT={named}) differ")
+        project = named
+    target = resolve(project)
+    print(f"paynow-ops: target: {target.describe()}", file=sys.stderr, flush=True)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command: exit 0 when what it checks holds, 1 when not, 2 when it cannot run."""
     parser, commands = _parser()
     args = parser.parse_args(argv)
+    command = commands[args.area, getattr(args, "verb", None)]
     try:
-        if args.area == "mode":  # no Firestore or Pub/Sub client needed
-            result, ok = webhook_mode(args)
-        else:
-            run = commands[args.area, getattr(args, "verb", None)]
-            ops = Ops.connect()
-            with contextlib.redirect_stdout(sys.stderr):  # the library's JSON logs stay off stdout
-                result, ok = run(ops, args)
+        target = _target(args)
+        if command.changes(args):
+            confirm(target, command.name, yes=args.yes)
+        with target.applied():
+            if command.run is None:
+                result, ok = webhook_mode(args, target)
+            else:
+                ops = Ops.connect()
+                with contextlib.redirect_stdout(sys.stderr):  # the library's JSON logs
+                    result, ok = command.run(ops, args)
     except (clients.ConfigError, UsageError) as exc:
         return _cannot_run(args, str(exc))
     except Exception as exc:
@@ -180,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, default=str, indent=2))
     else:
-        _print_table(result)
+        print_result(result)
     return 0 if ok else 1
 
 

@@ -28,6 +28,7 @@ from scripts.paynow_ops.dead_letters import (
     error_code_of,
     event_id_of,
 )
+from scripts.paynow_ops.output import progress
 
 REPUBLISH, ACKNOWLEDGE, LEAVE = "republish", "acknowledge", "leave"
 
@@ -80,7 +81,11 @@ def replay_plan(event_id: str | None, status: str | None) -> Plan:
 
 def dlq_list(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     """What waits in the DLQ, counted by error code; everything is released again."""
-    messages = [m.message for m in ops.dead_letters(args.page_size).peek()]
+    messages = []
+    with ops.dead_letters(args.page_size) as dlq, progress("dlq list: messages") as advance:
+        for page in dlq.pages():
+            messages += [m.message for m in page]
+            advance(len(page))
     return {
         "depth": len(messages),
         "byErrorCode": dict(Counter(error_code_of(m) for m in messages)),
@@ -165,14 +170,11 @@ def _work_through(
     ``--event-id`` chose nothing, or when reading the DLQ failed or was interrupted
     part way; the summary of what was done is returned in every case.
     """
-    from tqdm import tqdm
-
     selection = Selection(args.event_id, args.error_code, args.all, datetime.now(UTC))
     rows: list[dict[str, Any]] = []
     error, later = None, 0
-    progress = tqdm(desc=f"dlq {verb}", unit=" messages", disable=args.json, delay=2)
     try:
-        with ops.dead_letters(args.page_size) as dlq:
+        with ops.dead_letters(args.page_size) as dlq, progress(f"dlq {verb}") as advance:
             for page in dlq.pages():
                 for received in page:
                     if not selection.matches(received.message):
@@ -185,14 +187,12 @@ def _work_through(
                     except Exception as exc:
                         failed = Plan(LEAVE, "failed", f"{problem(exc)}; run it again")
                         rows.append(_row(received.message, failed, dry_run=False))
-                    progress.update()
+                    advance(1)
                     dlq.keep_alive()
     except KeyboardInterrupt:
         error = "interrupted: the messages not reached are still in the DLQ"
     except Exception as exc:
         error = f"reading the DLQ failed part way: {problem(exc)}"
-    finally:
-        progress.close()
     done = sum(1 for r in rows if r["acknowledged"] or r["outcome"].startswith("would_"))
     summary: dict[str, Any] = {
         "selected": len(rows),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from paynow.domain.messages import DeadLetter, QueueMessage
+from paynow.service.ports import PendingPublish, Publisher
 from paynow.service.reconcile import ReconcileService
 
 from scripts.paynow_ops.clients import Ops
 from scripts.paynow_ops.dead_letters import event_id_of
+from scripts.paynow_ops.output import progress
 
 
 def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
@@ -45,5 +49,33 @@ def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool
 
 
 def reconcile(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
-    report = ReconcileService(ops.settings, ops.store, ops.publisher).run()
+    """One pass of the scheduled job, here and now; a bar counts what it republishes."""
+    with progress("reconcile: republished") as advance:
+        publisher = _Counted(ops.publisher, advance)
+        report = ReconcileService(ops.settings, ops.store, publisher).run()
     return asdict(report), report.failed == 0
+
+
+@dataclass
+class _Counted:
+    """The publisher, counting each message once it is durable."""
+
+    publisher: Publisher
+    advance: Callable[[int], None]
+
+    def publish(self, message: QueueMessage) -> PendingPublish:
+        return _CountedPublish(self.publisher.publish(message), self.advance)
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self.publisher.dead_letter(letter)
+
+
+@dataclass
+class _CountedPublish:
+    pending: PendingPublish
+    advance: Callable[[int], None]
+
+    def wait(self) -> str:
+        message_id = self.pending.wait()
+        self.advance(1)
+        return message_id

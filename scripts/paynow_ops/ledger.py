@@ -16,6 +16,7 @@ from paynow.adapters import documents
 from paynow.adapters.firestore_store import LEDGER, USERS
 
 from scripts.paynow_ops.clients import Ops
+from scripts.paynow_ops.output import track
 
 Doc = dict[str, Any]
 
@@ -117,12 +118,15 @@ def ledger_verify(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], b
     if args.user:
         snap = ops.db.collection(USERS).document(args.user).get()
         balances = {args.user: (snap.to_dict() or {}) if snap.exists else None}
-        entries = [(args.user, d.id, d.to_dict() or {}) for d in _ledger_of(ops, args.user)]
+        ledger = track(_ledger_of(ops, args.user), "ledger verify: ledger entries")
+        entries = [(args.user, d.id, d.to_dict() or {}) for d in ledger]
     else:
-        balances = {u.id: u.to_dict() or {} for u in ops.db.collection(USERS).stream()}
+        users = track(ops.db.collection(USERS).stream(), "ledger verify: users")
+        balances = {u.id: u.to_dict() or {} for u in users}
+        ledgers = track(ops.db.collection_group(LEDGER).stream(), "ledger verify: ledger entries")
         entries = [
             (d.reference.parent.parent.id, d.id, d.to_dict() or {})
-            for d in ops.db.collection_group(LEDGER).stream()
+            for d in ledgers
             if _under_users(d.reference)
         ]
     verdict = check_ledgers(balances, entries)

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import pty
-import select
 import subprocess
 import termios
 import time
@@ -28,24 +27,10 @@ from tests.infra.conftest import (
     run_script,
     write_env,
 )
+from tests.support.terminal import read_available
 
 STEP = "infra/steps/secret.sh"
 PROJECT = "demo-secret-project"
-
-
-def _read_available(fd: int, wait: float) -> bytes:
-    """What the terminal shows within ``wait`` seconds (until it goes quiet)."""
-    out = b""
-    while select.select([fd], [], [], wait)[0]:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the other side is closed
-            break
-        if not chunk:
-            break
-        out += chunk
-        wait = 0.3
-    return out
 
 
 def test_a_secret_typed_at_a_terminal_is_not_echoed(
@@ -67,7 +52,7 @@ def test_a_secret_typed_at_a_terminal_is_not_echoed(
         shown = b""
         deadline = time.monotonic() + 20
         while b"signing secret" not in shown and time.monotonic() < deadline:
-            shown += _read_available(master, 0.5)
+            shown += read_available(master, 0.5)
         assert b"signing secret" in shown, shown  # the prompt
         # Wait for the script to turn the terminal's echo off (it never does if it echoes).
         deadline = time.monotonic() + 3
@@ -79,7 +64,7 @@ def test_a_secret_typed_at_a_terminal_is_not_echoed(
         except subprocess.TimeoutExpired:  # a script that reads to the end of input
             os.write(master, b"\x04")
             proc.wait(timeout=20)
-        shown += _read_available(master, 1.0)
+        shown += read_available(master, 1.0)
     finally:
         if proc.poll() is None:
             proc.kill()

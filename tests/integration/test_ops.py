@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from tests.integration.conftest import (
     wait_for,
 )
 from tests.integration.conftest import event as event_record
+from tests.support.terminal import read_available
 
 
 def ops_run(stack, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
@@ -395,3 +398,122 @@ def test_mode_reads_the_deployed_webhook_and_its_settings_file(stack, tmp_path: 
     fake.state_file.write_text(json.dumps(state))
     code, shown = ops(stack, "mode", "--env-file", str(env_file), **fake.env)
     assert code == 1 and "refuses to start" in shown["error"]
+
+
+def _deployed_webhook(fake: Any, **env: str) -> None:
+    """The fake gcloud's state: a deployed paynow-webhook service with this environment."""
+    service = {"generation": 2, "env": env, "revision": "paynow-webhook-00002-xyz"}
+    fake.state_file.write_text(json.dumps({"run": {"paynow-webhook": service}}))
+
+
+def test_mode_of_a_cloud_project_reads_its_deployed_service(stack, tmp_path: Path):
+    fake = make_fake(tmp_path, tmp_path, "demo-mode-cloud")
+    _deployed_webhook(fake, WEBHOOK_MODE="queue")
+    argv = ("--project", "demo-mode-cloud", "mode", "--region", "europe-west1")
+    done = ops_run(stack, *argv, **fake.env)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert (shown["source"], shown["project"], shown["mode"]) == (
+        "deployed",
+        "demo-mode-cloud",
+        "queue",
+    )
+    assert done.stderr.splitlines()[0].startswith(
+        "paynow-ops: target: cloud project demo-mode-cloud (--project; "
+    )
+    call = fake.calls()[0]["argv"]
+    assert call[:4] == ["run", "services", "describe", "paynow-webhook"]
+    assert "--region=europe-west1" in call and "--project=demo-mode-cloud" in call
+    no_region = ops_run(stack, "--project", "demo-mode-cloud", "mode", **fake.env)
+    assert no_region.returncode == 2 and "give its --region R" in no_region.stderr
+
+
+def test_a_cloud_change_without_a_terminal_is_refused_and_nothing_runs(stack):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.ops",
+            "--project",
+            "demo-no-such",
+            "dlq",
+            "replay",
+            "--all",
+        ],
+        cwd=localstack.ROOT,
+        env=os.environ.copy(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "paynow-ops: target: cloud project demo-no-such (--project; "
+        "FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST ignored)",
+        "paynow-ops: dlq replay changes data in cloud project demo-no-such; "
+        "no terminal to confirm on: run it again with --yes",
+    ]
+
+
+def on_terminal(env: dict[str, str], *args: str, answer: str | None = None) -> tuple[int, str, str]:
+    """``paynow-ops ARGS`` with stdin and stderr on a pseudo-terminal, stdout piped, as a
+    person runs it with ``| less``: the exit code, stdout, and what the terminal showed."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.ops", *args],
+        cwd=localstack.ROOT,
+        env={**env, "COLUMNS": "120", "TERM": "xterm"},
+        stdin=child,
+        stderr=child,
+        stdout=subprocess.PIPE,
+    )
+    os.close(child)
+    shown, answered = b"", answer is None
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        shown += read_available(main, 0.2)
+        if not answered and b"Go on? [y/N]" in shown:
+            os.write(main, (answer or "").encode())
+            answered = True
+    shown += read_available(main, 0.2)
+    os.close(main)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    proc.wait(timeout=30)
+    return proc.returncode, out, shown.decode(errors="replace")
+
+
+def test_a_cloud_change_not_confirmed_on_the_terminal_changes_nothing(stack):
+    code, out, shown = on_terminal(
+        dict(os.environ), "--project", "demo-no-such", "catalog", "set", "gems-1", "5", answer="n\n"
+    )
+    assert code == 2 and out == ""
+    assert "catalog set changes data in cloud project demo-no-such. Go on? [y/N]" in shown
+    assert "paynow-ops: catalog set not confirmed: nothing changed" in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "bar"),
+    [
+        (("ledger", "verify"), "ledger verify: ledger entries"),
+        (("dlq", "list"), "dlq list: messages"),
+        (("dlq", "replay", "--all", "--dry-run"), "dlq replay"),
+        (("reconcile",), "reconcile: republished"),
+    ],
+)
+def test_long_commands_show_a_progress_bar_on_a_terminal_and_none_in_a_pipe(stack, args, bar):
+    env = {
+        **os.environ,
+        "GOOGLE_CLOUD_PROJECT": localstack.PROJECT,
+        "FIRESTORE_EMULATOR_HOST": stack.emulators.firestore_host,
+        "PUBSUB_EMULATOR_HOST": stack.emulators.pubsub_host,
+    }
+    code, out, shown = on_terminal(env, *args)
+    assert code in (0, 1), shown
+    assert bar in shown, shown
+    assert "paynow-ops: target: emulators, project demo-paynow" in shown
+    assert "\x1b" not in out  # stdout is a pipe: plain text
+    piped = ops_run(stack, *args)
+    assert bar not in piped.stderr and "\x1b" not in piped.stderr

@@ -24,6 +24,7 @@ import select
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -233,6 +234,130 @@ def test_one_mib_is_the_bound_for_a_signed_event(stack, db):
         stack.webhook_sync, data=exact, headers=payloads.signed(exact, SECRET)[1], timeout=30
     )
     assert answer.status_code == 200 and answer.json()["status"] == "processed", answer.text
+
+
+# --- early answers reach a client that is still sending ---------------------------------------------
+# A client on a real network sends its body at network pace and reads the answer only after.
+# The server answers 413/401/405 before it has read the body; it must go on reading (bounded)
+# or its close resets the connection and the client never sees the answer.
+
+PACE_BYTES = 16 * 1024
+PACE_SECONDS = 0.002
+
+
+def _send_paced(sock: socket.socket, total: int, chunked: bool = False) -> int:
+    """``total`` bytes, 16 KiB every 2 ms; how many went out before the server stopped reading."""
+    piece = b" " * PACE_BYTES
+    frame = b"%x\r\n" % PACE_BYTES + piece + b"\r\n" if chunked else piece
+    sent = 0
+    try:
+        while sent < total:
+            sock.sendall(frame)
+            sent += PACE_BYTES
+            time.sleep(PACE_SECONDS)
+        if chunked:
+            sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass
+    return sent
+
+
+EARLY_ANSWERS = {
+    "413 by Content-Length": ("webhook_sync", "POST", False, True, 413, "body_too_large"),
+    "413 by counting (chunked)": ("webhook_sync", "POST", True, True, 413, "body_too_large"),
+    "401 before the body (worker token)": (
+        "worker_oidc",
+        "POST",
+        False,
+        False,
+        401,
+        "unauthenticated",
+    ),
+    "405 (PUT)": ("webhook_sync", "PUT", False, False, 405, "method_not_allowed"),
+}
+
+
+@pytest.mark.parametrize("case", list(EARLY_ANSWERS))
+def test_an_early_answer_reaches_a_client_still_sending_at_network_pace(stack, case):
+    target, method, chunked, signed, status, error = EARLY_ANSWERS[case]
+    url, total = getattr(stack, target), 2 * MIB
+    headers = {"Content-Type": "application/json"}
+    headers.update({"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(total)})
+    if signed:
+        headers.update(_signed_headers())
+    with _connect(url) as sock:
+        sock.sendall(_head(url, headers).replace(b"POST ", method.encode() + b" ", 1))
+        sent = _send_paced(sock, total, chunked)
+        answer = _read_answer(sock, timeout=10)
+    assert sent == total, f"the server stopped reading after {sent} of {total} bytes"
+    assert answer is not None, "the connection was reset before the answer could be read"
+    assert answer[0] == status and answer[1]["error"] == error, answer
+
+
+@pytest.fixture(scope="module")
+def one_thread_webhook(stack) -> Iterator[str]:
+    """A webhook served by one gunicorn thread: a request held by a drain would block the next."""
+    port = localstack.free_port()
+    env = localstack.function_env(
+        pubsub_host=stack.emulators.pubsub_host,
+        firestore_host=stack.emulators.firestore_host,
+        extra={"PAYNOW_WEBHOOK_SECRET": SECRET, "THREADS": "1"},
+    )
+    proc = localstack.start_function("it-webhook-one-thread", "paynow_webhook", port, env)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.stop()
+
+
+def _answers_at_once(url: str) -> float:
+    """Seconds the server takes to answer a GET (405): it has a free thread if it is quick."""
+    started = time.monotonic()
+    assert requests.get(url, timeout=5).status_code == 405
+    return time.monotonic() - started
+
+
+def _send_until_cut(
+    sock: socket.socket, piece: bytes, pause: float, limit: float
+) -> tuple[int, float]:
+    """Send ``piece`` every ``pause`` seconds until the server cuts the connection (or ``limit``
+    seconds pass): the bytes it took and the seconds until the cut."""
+    started, sent = time.monotonic(), 0
+    try:
+        while time.monotonic() - started < limit:
+            sock.sendall(piece)
+            sent += len(piece)
+            time.sleep(pause)
+    except OSError:  # reset: the server closed while this was still sending
+        pass
+    return sent, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("piece", "pause", "bound"),
+    [(b" " * CHUNK, 0.0, "bytes"), (b" " * 1024, 0.02, "seconds")],
+    ids=["as fast as it can: the byte bound", "a trickle: the time bound"],
+)
+def test_a_sender_that_never_stops_is_cut_off_after_the_bound(
+    one_thread_webhook, piece, pause, bound
+):
+    import main
+
+    url = one_thread_webhook
+    headers = {"Content-Type": "application/json", "Content-Length": str(1024 * MIB)}
+    headers.update(_signed_headers())
+    with _connect(url) as sock:
+        sock.sendall(_head(url, headers))  # answered 413 at once: the drain starts there
+        sent, seconds = _send_until_cut(sock, piece, pause, limit=60)
+    # After the drain's own bound come gunicorn's (64 KiB or 5 s, then a lingering close of
+    # 64 KiB or 2 s); the bytes include what the two kernels' socket buffers took.
+    if bound == "bytes":
+        assert main.DRAIN_MAX_BYTES <= sent < main.DRAIN_MAX_BYTES + 24 * MIB, sent
+        assert seconds < main.DRAIN_MAX_SECONDS, f"cut after {seconds:.1f} s, not by bytes"
+    else:
+        assert main.DRAIN_MAX_SECONDS <= seconds < main.DRAIN_MAX_SECONDS + 7 + 5, seconds
+        assert sent < main.DRAIN_MAX_BYTES, f"{sent} bytes taken: cut by bytes, not by time"
+    assert _answers_at_once(url) < 2, "the one thread is still held"
 
 
 # --- worker tokens -------------------------------------------------------------------------------

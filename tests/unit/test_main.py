@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import time
 from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
@@ -164,6 +165,82 @@ def test_webhook_bug_is_500_without_details(
     assert status == 500
     assert body["error"] == "internal"
     assert "secret detail" not in json.dumps(body)
+
+
+# --- the drain after an answer ------------------------------------------------------------
+
+
+def _unread_after_answer(main: ModuleType, body: bytes, method: str = "POST") -> int:
+    """Bytes of ``body`` still unread once the webhook's answer has been sent whole."""
+    app = flask.Flask("unit")
+    with app.test_request_context("/", method=method, data=body):
+        response = main.paynow_webhook(flask.request)
+        response.get_data()  # the server sends the answer: the drain runs after it
+        return len(flask.request.stream.read())
+
+
+def test_an_early_answer_reads_the_rest_of_the_body(
+    main: ModuleType, webhook: WebhookService
+) -> None:
+    assert _unread_after_answer(main, b"x" * (2 * ONE_MIB)) == 0  # 413 by Content-Length
+    assert _unread_after_answer(main, b"x" * ONE_MIB, method="PUT") == 0  # 405
+
+
+def test_the_drain_stops_at_its_byte_bound(main: ModuleType, webhook: WebhookService) -> None:
+    left = _unread_after_answer(main, b"x" * (main.DRAIN_MAX_BYTES + ONE_MIB + 7))
+    assert left == ONE_MIB + 7
+
+
+class _Trickle(io.RawIOBase):
+    """A body that never ends, one byte every 10 ms."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        time.sleep(0.01)
+        buffer[0:1] = b"x"
+        return 1
+
+
+class _Socket:
+    """What the drain asks of gunicorn's socket: its read timeout, set and given back."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def gettimeout(self) -> float | None:
+        return None
+
+    def settimeout(self, value: float | None) -> None:
+        self.timeouts.append(value)
+
+
+def test_the_drain_stops_at_its_time_bound_and_gives_the_socket_back(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(main, "DRAIN_MAX_SECONDS", 0.2)
+    sock = _Socket()
+    started = time.monotonic()
+    main._drain(_Trickle(), sock)
+    assert 0.2 <= time.monotonic() - started < 1.0
+    *reads, restored = sock.timeouts
+    seconds = [t for t in reads if t is not None]
+    assert seconds == reads and all(0 < t <= 0.2 for t in seconds)
+    assert seconds == sorted(seconds, reverse=True) and restored is None
+
+
+def test_a_failing_read_ends_the_drain_quietly(main: ModuleType) -> None:
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            raise TimeoutError("timed out")
+
+    sock = _Socket()
+    main._drain(Broken(), sock)
+    assert sock.timeouts[-1] is None
 
 
 # --- paynow_worker ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from pytest_mock import MockerFixture
 from scripts import ops as cli
 from scripts.paynow_ops import catalog
 from scripts.paynow_ops.clients import ConfigError, Ops
+
+pytestmark = pytest.mark.usefixtures("emulator_target")
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def test_json_is_accepted_after_the_command_too(ops, capsys):
     assert cli.main(["--json", "event", "show", "evt-1"]) == 1
     assert json.loads(capsys.readouterr().out)["found"] is False
     assert cli.main(["event", "show", "evt-1"]) == 1
-    assert "found                      False" in capsys.readouterr().out
+    assert re.search(r"^found +False$", capsys.readouterr().out, re.M)
 
 
 def test_an_unexpected_error_is_one_line_and_exit_2(ops, capsys):
@@ -39,10 +42,12 @@ def test_an_unexpected_error_is_one_line_and_exit_2(ops, capsys):
         "ok": False,
         "error": "unexpected error: RuntimeError: boom second line",
     }
-    assert err == "paynow-ops: unexpected error: RuntimeError: boom second line\n"
+    target, error = err.splitlines()  # every command says its target first
+    assert target.startswith("paynow-ops: target: emulators, project demo-unit")
+    assert error == "paynow-ops: unexpected error: RuntimeError: boom second line"
     assert cli.main(["event", "show", "evt-1"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and "Traceback" not in err and len(err.splitlines()) == 1
+    assert out == "" and "Traceback" not in err and len(err.splitlines()) == 2
 
 
 def test_a_configuration_error_is_exit_2_with_a_json_error(mocker, capsys):

@@ -24,6 +24,8 @@ from scripts.paynow_ops.clients import Ops
 from scripts.paynow_ops.dead_letters import DeadLetters
 from tests.unit import helpers
 
+pytestmark = pytest.mark.usefixtures("emulator_target")
+
 PATH = "projects/demo-unit/subscriptions/paynow-events-dlq-sub"
 PUBLISHED = datetime.now(UTC) - timedelta(minutes=5)  # before any run of the tests below
 

@@ -1,4 +1,4 @@
-"""The points rules of ARCHITECTURE.md, as a pure function over events and state."""
+"""The points rules of docs/architecture.md, as a pure function over events and state."""
 
 from __future__ import annotations
 
