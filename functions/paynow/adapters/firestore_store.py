@@ -10,6 +10,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from paynow.adapters.google_errors import calling
 from paynow.domain import events as ev
 from paynow.domain import points, records
 from paynow.domain.messages import QueueMessage
-from paynow.domain.records import RECEIVED, Processed, Step
+from paynow.domain.records import RECEIVED, Processed, Step, Stuck
 
 __all__ = ["CATALOG", "CUSTOMERS", "EVENTS", "LEDGER", "ORDERS", "REJECTIONS", "SUBSCRIPTIONS"]
 __all__ += ["USERS", "FirestoreEventStore", "client"]
@@ -55,6 +56,7 @@ _CREATE: dict[str, Any] = {
 }
 
 _PENDING_SAMPLE = 50  # a customer rarely has more than a few events in flight
+_BATCH_WRITES = 500  # Firestore's limit on the writes of one commit
 
 _clients: dict[str, firestore.Client] = {}
 _clients_lock = threading.Lock()
@@ -69,9 +71,15 @@ def client(project: str) -> firestore.Client:
 
 
 class FirestoreEventStore:
-    def __init__(self, db: firestore.Client, ttl_days: int) -> None:
+    """``source`` is written on every record this store creates: ``webhook`` for the
+    functions, ``backfill`` for the recovery tooling's store."""
+
+    def __init__(self, db: firestore.Client, ttl_days: int, source: str = "webhook") -> None:
+        if source not in documents.SOURCES:
+            raise ValueError(f"source must be one of {documents.SOURCES}, got {source!r}")
         self._db = db
         self._ttl = timedelta(days=ttl_days)
+        self._source = source
 
     # --- records ---------------------------------------------------------
 
@@ -83,7 +91,9 @@ class FirestoreEventStore:
 
     def _new_record(self, event: ev.PayNowEvent, mode: str) -> documents.NewRecord:
         expire_at = datetime.now(UTC) + self._ttl
-        return lambda: documents.event_record(event, mode, firestore.SERVER_TIMESTAMP, expire_at)
+        return lambda: documents.event_record(
+            event, mode, firestore.SERVER_TIMESTAMP, expire_at, self._source
+        )
 
     def _ref(self, path: tuple[str, ...]) -> Any:
         """The document at ``path`` (collection, id, subcollection, id, ...)."""
@@ -140,18 +150,35 @@ class FirestoreEventStore:
             snap = self._event_ref(event_id).get(**_CALL)
         return snap.to_dict() if snap.exists else None
 
-    def stuck_events(self, received_before: datetime, limit: int) -> list[QueueMessage]:
-        """Needs the composite index (status ASC, receivedAt ASC) in Firestore."""
+    def stuck_events(self, due_before: datetime, limit: int) -> list[Stuck]:
+        """Needs the composite index (status ASC, republishedAt ASC) in Firestore."""
         query = (
             self._db.collection(EVENTS)
             .where(filter=FieldFilter("status", "==", RECEIVED))
-            .where(filter=FieldFilter("receivedAt", "<", received_before))
-            .order_by("receivedAt")
+            .where(filter=FieldFilter(documents.REPUBLISHED_AT, "<", due_before))
+            .order_by(documents.REPUBLISHED_AT)
             .limit(limit)
         )
         with calling("Firestore"):
             snaps = list(query.stream(**_CALL))
-        return [documents.queue_message(snap.id, snap.to_dict() or {}) for snap in snaps]
+        return [documents.stuck(snap.id, snap.to_dict() or {}) for snap in snaps]
+
+    def mark_republished(self, event_ids: list[str], at: datetime) -> None:
+        """One batch per 500 stamps; a record deleted since the query (TTL) is skipped."""
+        writes = documents.republished_writes(event_ids, at)
+        with calling("Firestore"):
+            for start in range(0, len(writes), _BATCH_WRITES):
+                chunk = writes[start : start + _BATCH_WRITES]
+                batch = self._db.batch()
+                self._commit(batch, chunk)
+                try:
+                    batch.commit(**_CALL)
+                except gexc.NotFound:  # one is gone, and a batch is all or nothing
+                    for w in chunk:
+                        with contextlib.suppress(gexc.NotFound):
+                            single = self._db.batch()
+                            self._commit(single, [w])
+                            single.commit(**_CALL)
 
     # --- the points transaction -------------------------------------------
 
