@@ -234,8 +234,13 @@ def test_settings_take_the_url_store_and_key():
 def test_the_key_can_come_from_secret_manager():
     secret = "projects/p/secrets/paynow-api-key"
     s = ApiSettings.load({"PAYNOW_STORE_ID": STORE, "PAYNOW_API_KEY_SECRET_ID": secret})
-    asked = []
-    assert s.key(lambda name: asked.append(name) or f"{KEY}\n") == KEY
+    asked: list[str] = []
+
+    def read(name: str) -> str:
+        asked.append(name)
+        return f"{KEY}\n"
+
+    assert s.key(read) == KEY
     assert asked == [secret]
     with pytest.raises(ConfigError, match="does not hold an API key"):
         s.key(lambda name: "has a space in it")
