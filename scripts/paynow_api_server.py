@@ -114,7 +114,7 @@ class Failure:
     status: int
     retry_after: str | None = None
     not_json: bool = False
-    path: str = ""  # only requests whose path contains this
+    path: str = ""  # only requests whose path and query contain this
 
 
 class PayNowApiServer:
@@ -213,7 +213,7 @@ class PayNowApiServer:
         not_json: bool = False,
         path: str = "",
     ) -> None:
-        """The next ``times`` requests (whose path contains ``path``) get this answer."""
+        """The next ``times`` requests whose path and query contain ``path`` get this answer."""
         with self._lock:
             self._failures.extend(
                 Failure(status, retry_after, not_json, path) for _ in range(times)
@@ -263,7 +263,7 @@ class PayNowApiServer:
     def handle(self, method: str, target: str, headers: Any, body: bytes) -> _Answer:
         """One request: the answer PayNow's API would give."""
         parts = urlsplit(target)
-        failure = self._take_failure(parts.path)
+        failure = self._take_failure(target)
         if failure is not None:
             if failure.not_json:
                 return _Answer(failure.status, b"<html>gateway says hello</html>", "text/html")
