@@ -17,7 +17,7 @@ configuration or argument, an unexpected error: one line, never a traceback).
     scripts/paynow-ops dlq list [--page-size N]
     scripts/paynow-ops dlq replay (--event-id ID | --error-code CODE | --all) [--dry-run]
     scripts/paynow-ops dlq discard (--event-id ID | --error-code CODE | --all) [--dry-run]
-    scripts/paynow-ops reconcile
+    scripts/paynow-ops reconcile [--stamp-legacy]
     scripts/paynow-ops events list [--status S] [--type T] [--user U] [--customer C]
                                    [--since 24h] [--limit N]
     scripts/paynow-ops paynow webhooks
@@ -179,7 +179,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Com
     p = command(dlq, "discard", dlq_discard, ("dlq", "discard"), help="ack without a replay")
     _dlq_selection(p, "discard")
 
-    command(area, "reconcile", reconcile, ("reconcile", None), help="one reconcile pass now")
+    p = command(area, "reconcile", reconcile, ("reconcile", None), help="one reconcile pass now")
+    p.add_argument(
+        "--stamp-legacy",
+        action="store_true",
+        help="first stamp received records older than republishedAt (once, after upgrading)",
+    )
 
     p = command(
         area, "health", health, ("health", None), help="Firestore, Pub/Sub, DLQ, stuck events"

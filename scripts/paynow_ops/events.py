@@ -45,5 +45,11 @@ def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool
 
 
 def reconcile(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """One reconcile pass; ``--stamp-legacy`` first stamps records written before
+    ``republishedAt`` existed (once, after upgrading), which its query cannot see."""
+    stamped = ops.store.stamp_unstamped() if getattr(args, "stamp_legacy", False) else None
     report = ReconcileService(ops.settings, ops.store, ops.publisher).run()
-    return asdict(report), report.failed == 0
+    out = asdict(report)
+    if stamped is not None:
+        out = {"stamped": stamped, **out}
+    return out, report.failed == 0

@@ -198,14 +198,13 @@ def test_a_bad_key_store_or_setting_is_one_line_exit_2_and_nothing_written(
     assert find_event(db, ids("evt1")) is None
 
 
-def test_a_history_page_that_is_not_json_stops_before_anything_is_written(
-    stack, db, paynow, ids
-):
+def test_a_history_page_that_is_not_json_stops_before_anything_is_written(stack, db, paynow, ids):
     for n in range(6):  # two pages of four: the second is broken
         paynow.queue(order(ids, n))
     paynow.fail_next(200, not_json=True, path="history?page=1")
     code, out, stderr = cli(stack, paynow, "paynow", "backfill")
     assert code == 2 and "body that is not JSON" in stderr, stderr
+    assert out["ok"] is False
     assert all(find_event(db, ids(f"evt{n}")) is None for n in range(6))
 
 

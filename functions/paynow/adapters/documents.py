@@ -243,6 +243,15 @@ def republished_writes(event_ids: list[str], at: object) -> list[Write]:
     return [Write((EVENTS, event_id), dict(fields), "update") for event_id in event_ids]
 
 
+def stamp_writes(event_id: str, record: dict[str, Any]) -> list[Write]:
+    """The stamp a record written before ``republishedAt`` existed lacks (reconcile's query
+    cannot see it without): its receipt as its last publish. Nothing for a stamped one."""
+    if REPUBLISHED_AT in record or not isinstance(record.get("receivedAt"), datetime):
+        return []
+    fields = {REPUBLISHED_AT: record["receivedAt"], REPUBLISH_COUNT: 0}
+    return [Write((EVENTS, event_id), fields, "update")]
+
+
 def republish_count(record: dict[str, Any]) -> int:
     """``republishCount``; a value that is not an int (a record written by hand) counts as 0."""
     value = record.get(REPUBLISH_COUNT, 0)

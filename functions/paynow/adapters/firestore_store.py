@@ -191,6 +191,35 @@ class FirestoreEventStore:
                             self._commit(single, [w])
                             single.commit(**_CALL)
 
+    def stamp_unstamped(self, page: int = _BATCH_WRITES) -> int:
+        """Give every ``received`` record without ``republishedAt`` its stamp (an upgrade's
+        one-off: records written before the field existed); return how many were stamped.
+
+        Pages through the received records oldest first (the index status, receivedAt)."""
+        stamped = 0
+        last: Any = None
+        with calling("Firestore"):
+            while True:
+                query = (
+                    self._db.collection(EVENTS)
+                    .where(filter=FieldFilter("status", "==", RECEIVED))
+                    .where(filter=FieldFilter("receivedAt", "<", datetime.now(UTC)))
+                    .order_by("receivedAt")
+                    .limit(page)
+                )
+                if last is not None:
+                    query = query.start_after(last)
+                snaps = list(query.stream(**_CALL))
+                writes = [w for s in snaps for w in documents.stamp_writes(s.id, s.to_dict() or {})]
+                if writes:
+                    batch = self._db.batch()
+                    self._commit(batch, writes)
+                    batch.commit(**_CALL)
+                    stamped += len(writes)
+                if len(snaps) < page:
+                    return stamped
+                last = snaps[-1]
+
     # --- the points transaction -------------------------------------------
 
     def process(
