@@ -414,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret", default=localstack.DEMO_SECRET, help="subscriptions' secret")
     parser.add_argument("--failed", type=int, default=0, help="failed deliveries to start with")
     args = parser.parse_args(argv)
+    stop = {signal.SIGINT, signal.SIGTERM}
+    # Blocked before any thread starts, so every thread leaves them to sigwait below.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     server = PayNowApiServer(DEMO_API_KEY, DEMO_STORE, port=args.port)
     for event_type in EVENT_TYPES:
         server.subscribe(event_type, args.webhook_url, args.secret)
@@ -428,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop)
     finally:
         server.close()
     return 0
