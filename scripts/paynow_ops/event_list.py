@@ -19,7 +19,7 @@ from paynow.adapters.firestore_store import EVENTS
 from paynow.domain.events import is_valid_id
 from paynow.domain.records import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
 
-from scripts.paynow_ops.clients import CALL_TIMEOUT_SECONDS, UsageError
+from scripts.paynow_ops.clients import CALL_TIMEOUT_SECONDS, Ops, UsageError
 
 STATUSES = (RECEIVED, PROCESSED, IGNORED, DEAD_LETTERED)
 _TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -57,7 +57,7 @@ def row(event_id: str, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def events_list(ops: Any, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+def events_list(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     """The newest ``--limit`` events matching every filter given."""
     filters = {
         "status": args.status,
