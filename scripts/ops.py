@@ -20,7 +20,13 @@ target, no confirmation, an unexpected error: one line, never a traceback).
     scripts/paynow-ops dlq list [--page-size N]
     scripts/paynow-ops dlq replay (--event-id ID | --error-code CODE | --all) [--dry-run]
     scripts/paynow-ops dlq discard (--event-id ID | --error-code CODE | --all) [--dry-run]
-    scripts/paynow-ops reconcile
+    scripts/paynow-ops reconcile [--stamp-legacy]
+    scripts/paynow-ops events list [--status S] [--type T] [--user U] [--customer C]
+                                   [--since 24h] [--limit N]
+    scripts/paynow-ops paynow webhooks
+    scripts/paynow-ops paynow failed [--since 24h] [--state failed|pending|all]
+    scripts/paynow-ops paynow backfill [--since 24h] [--dry-run] [--yes]
+    scripts/paynow-ops paynow resend DELIVERY_ID
 """
 
 from __future__ import annotations
@@ -35,16 +41,19 @@ from pathlib import Path
 from typing import Any
 
 from scripts.paynow_ops import clients
+from scripts.paynow_ops import paynow as paynow_api
 from scripts.paynow_ops.catalog import catalog_set, catalog_show
 from scripts.paynow_ops.clients import Ops, UsageError
 from scripts.paynow_ops.dead_letters import PAGE_SIZE
 from scripts.paynow_ops.dlq import dlq_discard, dlq_list, dlq_replay
+from scripts.paynow_ops.event_list import STATUSES, an_id, event_type, events_list
 from scripts.paynow_ops.events import event_show, reconcile
 from scripts.paynow_ops.health import STUCK_AFTER_SECONDS, health
 from scripts.paynow_ops.ledger import ledger_verify, user_show
 from scripts.paynow_ops.mode import deployed_project, webhook_mode
 from scripts.paynow_ops.output import print_result
 from scripts.paynow_ops.target import Target, confirm, resolve
+from scripts.paynow_ops.timespan import since
 
 Run = Callable[[Ops, argparse.Namespace], tuple[dict[str, Any], bool]]
 
@@ -82,6 +91,11 @@ def _dlq_selection(p: argparse.ArgumentParser, verb: str) -> None:
         "--dry-run", action="store_true", help=f"say what {verb} would do; change nothing"
     )
     _page_size(p)
+
+
+def _deliveries(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", type=since, default="24h", help="created since (default 24h)")
+    p.add_argument("--webhook", help="only this webhook subscription (paynow webhooks)")
 
 
 def _count(low: int, high: int) -> Callable[[str], int]:
@@ -136,6 +150,40 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Com
     p = command(event, "show", event_show, ("event", "show"), help="status, ledger, DLQ")
     p.add_argument("event_id")
 
+    events = verbs("events", "webhookEvents, filtered, newest first")
+    p = command(events, "list", events_list, ("events", "list"), help="by status, type, user, time")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--type", type=event_type, help="a PayNow event type (ON_ORDER_COMPLETED)")
+    p.add_argument("--user", type=an_id, help="the app's user id")
+    p.add_argument("--customer", type=an_id, help="the PayNow customer id")
+    p.add_argument("--since", type=since, help="received since (24h, 30m, 7d or ISO-8601)")
+    p.add_argument("--limit", type=_count(1, 1000), default=50, help="events shown (default 50)")
+
+    paynow = verbs("paynow", "PayNow's Management API: deliveries it could not complete")
+    command(paynow, "webhooks", paynow_api.webhooks, ("paynow", "webhooks"), help="subscriptions")
+    p = command(paynow, "failed", paynow_api.failed, ("paynow", "failed"), help="not delivered")
+    _deliveries(p)
+    p.add_argument("--state", choices=("failed", "pending", "all"), help="default: both first")
+    p = command(
+        paynow,
+        "backfill",
+        paynow_api.backfill,
+        ("paynow", "backfill"),
+        _unless_dry_run,
+        help="ingest them here",
+    )
+    _deliveries(p)
+    p.add_argument("--dry-run", action="store_true", help="say what it would do; change nothing")
+    p = command(
+        paynow,
+        "resend",
+        paynow_api.resend,
+        ("paynow", "resend"),
+        lambda args: True,  # PayNow delivers it again, to the deployed webhook
+        help="deliver again",
+    )
+    p.add_argument("delivery_id", help="a delivery id (paynow failed)")
+
     user = verbs("user", "one user's balance")
     p = command(user, "show", user_show, ("user", "show"), help="balance, ledger, consistency")
     p.add_argument("user_id")
@@ -182,13 +230,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str | None], Com
     )
     _dlq_selection(p, "discard")
 
-    command(
+    p = command(
         area,
         "reconcile",
         reconcile,
         ("reconcile", None),
         lambda args: True,  # republishes, and stamps what it republished
         help="one reconcile pass now",
+    )
+    p.add_argument(
+        "--stamp-legacy",
+        action="store_true",
+        help="first stamp received records older than republishedAt (once, after upgrading)",
     )
 
     p = command(

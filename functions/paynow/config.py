@@ -47,6 +47,7 @@ class Settings:
     event_ttl_days: int
     reconcile_after_seconds: int
     reconcile_batch_size: int
+    reconcile_max_republishes: int
     reconcile_audience: str | None
     scheduler_service_account: str | None
     pubsub_emulator_host: str | None
@@ -131,6 +132,7 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
         event_ttl_days=integer("EVENT_TTL_DAYS", 30, 1, 3650),
         reconcile_after_seconds=integer("RECONCILE_AFTER_SECONDS", 300, 1, 86400),
         reconcile_batch_size=integer("RECONCILE_BATCH_SIZE", 200, 1, 5000),
+        reconcile_max_republishes=integer("RECONCILE_MAX_REPUBLISHES", 10, 1, 1000),
         reconcile_audience=text("RECONCILE_AUDIENCE"),
         scheduler_service_account=text("SCHEDULER_SERVICE_ACCOUNT"),
         pubsub_emulator_host=pubsub_emulator,

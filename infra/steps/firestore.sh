@@ -4,11 +4,12 @@
 #   infra/steps/firestore.sh ENV_FILE [--dry-run]
 #
 # TTL on expireAt of webhookEvents and rejectedPayloads (the functions set it EVENT_TTL_DAYS
-# ahead; Firestore deletes expired documents within about a day). The reconcile query
-# (status == received, receivedAt < cutoff, order by receivedAt) needs the index
-# webhookEvents (status ASC, receivedAt ASC); the worker's customerId + status query uses
-# equalities only, which Firestore serves from single-field indexes. TTL policies and
-# indexes build in the background (--async): check with
+# ahead; Firestore deletes expired documents within about a day). Composite indexes on
+# webhookEvents: (status ASC, receivedAt ASC) for health's oldest received event,
+# (status ASC, republishedAt ASC) for reconcile (status == received, republishedAt < cutoff,
+# oldest first), and (F ASC, receivedAt DESC) for each filter F of paynow-ops events list;
+# the worker's customerId + status query uses equalities only, which Firestore serves from
+# single-field indexes. TTL policies and indexes build in the background (--async): check with
 #   gcloud firestore indexes composite list --project=PROJECT
 
 set -euo pipefail
@@ -59,3 +60,20 @@ else
     --field-config=field-path=receivedAt,order=ascending \
     --async --project="$PROJECT"
 fi
+
+# Reconcile's and the events list's (COMPOSITE_INDEXES in functions/paynow/adapters/firestore_store.py).
+for spec in status:ascending,republishedAt:ascending status:ascending,receivedAt:descending \
+  eventType:ascending,receivedAt:descending userId:ascending,receivedAt:descending \
+  customerId:ascending,receivedAt:descending; do
+  first=${spec%%,*} second=${spec#*,}
+  f1=${first%%:*} o1=${first#*:} f2=${second%%:*} o2=${second#*:}
+  say "Composite index $EVENTS_COLLECTION ($f1 ${o1^^}, $f2 ${o2^^})"
+  if grep -qE "^${EVENTS_COLLECTION}[|]COLLECTION[|]${f1},${f2}(,__name__)?[|]${o1^^},${o2^^}(,[A-Z]+)?$" <<<"$indexes"; then
+    note "index exists"
+  else
+    run gcloud firestore indexes composite create --collection-group="$EVENTS_COLLECTION" \
+      --database="$FIRESTORE_DATABASE" --query-scope=collection \
+      --field-config="field-path=$f1,order=$o1" --field-config="field-path=$f2,order=$o2" \
+      --async --project="$PROJECT"
+  fi
+done

@@ -49,11 +49,19 @@ def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool
 
 
 def reconcile(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
-    """One pass of the scheduled job, here and now; a bar counts what it republishes."""
+    """One pass of the scheduled job, here and now; a bar counts what it republishes.
+
+    ``--stamp-legacy`` first stamps records written before ``republishedAt`` existed (once,
+    after upgrading), which reconcile's query cannot see.
+    """
+    stamped = ops.store.stamp_unstamped() if getattr(args, "stamp_legacy", False) else None
     with progress("reconcile: republished") as advance:
         publisher = _Counted(ops.publisher, advance)
         report = ReconcileService(ops.settings, ops.store, publisher).run()
-    return asdict(report), report.failed == 0
+    out = asdict(report)
+    if stamped is not None:
+        out = {"stamped": stamped, **out}
+    return out, report.failed == 0
 
 
 @dataclass

@@ -65,7 +65,8 @@ def variables_read() -> set[str]:
                 owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                 environ_get = name == "get" and (owner == "env" or owner.endswith("environ"))
-                config_reader = path.name == "config.py" and name in {
+                # config.py's readers, and the PayNow API settings' (paynow-ops only)
+                config_reader = path.name in {"config.py", "paynow_api.py"} and name in {
                     "text",
                     "text_or",
                     "integer",

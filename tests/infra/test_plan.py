@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from paynow.adapters import firestore_store
 
 from tests.infra.conftest import (
     EXAMPLE_ENV,
@@ -276,7 +277,7 @@ def test_firestore_ttl_and_index(plan: tuple[Result, list[str]]) -> None:
         if words(c)[:4] == ["firestore", "fields", "ttls", "update"]
     }
     assert ttl == {("expireAt", "webhookEvents"), ("expireAt", "rejectedPayloads")}
-    (index,) = [
+    index, *others = [
         c
         for c in result.commands()
         if words(c)[:4] == ["firestore", "indexes", "composite", "create"]
@@ -286,6 +287,18 @@ def test_firestore_ttl_and_index(plan: tuple[Result, list[str]]) -> None:
         "--field-config=field-path=status,order=ascending",
         "--field-config=field-path=receivedAt,order=ascending",
     ]
+    # every composite index a query of the store or the tooling needs, and only those
+    planned = [
+        tuple(
+            (parts["field-path"], parts["order"].upper())
+            for a in c
+            if a.startswith("--field-config=")
+            for parts in [dict(kv.split("=", 1) for kv in a.split("=", 1)[1].split(","))]
+        )
+        for c in (index, *others)
+    ]
+    assert planned == list(firestore_store.COMPOSITE_INDEXES)
+    assert all(flags(c)["collection-group"] == "webhookEvents" for c in others)
     (database,) = [
         c for c in result.commands() if words(c)[:3] == ["firestore", "databases", "create"]
     ]

@@ -18,6 +18,7 @@ from tests.integration.conftest import (
 
 def _stuck_order(db, ids, age_seconds: float) -> None:
     """What a webhook leaves when its record was stored but its publish failed."""
+    received_at = datetime.now(UTC) - timedelta(seconds=age_seconds)
     db.collection("webhookEvents").document(ids("evt")).set(
         {
             "eventType": "ON_ORDER_COMPLETED",
@@ -25,7 +26,9 @@ def _stuck_order(db, ids, age_seconds: float) -> None:
             "customerId": ids("cust"),
             "status": "received",
             "mode": "queue",
-            "receivedAt": datetime.now(UTC) - timedelta(seconds=age_seconds),
+            "receivedAt": received_at,
+            "republishedAt": received_at,  # its first publish: the webhook's
+            "republishCount": 0,
             "attempts": 0,
             "lastError": None,
             "data": {

@@ -35,7 +35,9 @@ class FakeStore:
         catalog: dict[str, int] | None = None,
         journal: list[str] | None = None,
         now: datetime | None = None,
+        source: str = "webhook",
     ) -> None:
+        self.source = source
         self.events: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.ledger: dict[str, dict[str, dict[str, Any]]] = {}
@@ -98,7 +100,9 @@ class FakeStore:
             table[doc_id] = doc
 
     def _new_record(self, event: ev.PayNowEvent, mode: str) -> documents.NewRecord:
-        return lambda: documents.event_record(event, mode, self._stamp(), expire_at=None)
+        return lambda: documents.event_record(
+            event, mode, self._stamp(), expire_at=None, source=self.source
+        )
 
     def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
         self.journal.append(f"store.record_received:{event.event_id}")
@@ -112,16 +116,24 @@ class FakeStore:
         record = self.events.get(event_id)
         return None if record is None else dict(record)
 
-    def stuck_events(self, received_before: datetime, limit: int) -> list[QueueMessage]:
-        stuck = sorted(
+    def stuck_events(self, due_before: datetime, limit: int) -> list[records.Stuck]:
+        """As Firestore answers it: a record without ``republishedAt`` is never matched."""
+        due = sorted(
             (
-                (record["receivedAt"], event_id, record)
+                (record[documents.REPUBLISHED_AT], event_id, record)
                 for event_id, record in self.events.items()
-                if record.get("status") == RECEIVED and record["receivedAt"] < received_before
+                if record.get("status") == RECEIVED
+                and isinstance(record.get(documents.REPUBLISHED_AT), datetime)
+                and record[documents.REPUBLISHED_AT] < due_before
             ),
-            key=lambda row: row[0],
+            key=lambda row: (row[0], row[1]),
         )
-        return [documents.queue_message(event_id, record) for _, event_id, record in stuck[:limit]]
+        return [documents.stuck(event_id, record) for _, event_id, record in due[:limit]]
+
+    def mark_republished(self, event_ids: list[str], at: datetime) -> None:
+        self.journal.append(f"store.mark_republished:{','.join(event_ids)}")
+        present = [e for e in event_ids if e in self.events]  # the store skips deleted ones
+        self._commit(documents.republished_writes(present, at))
 
     # --- the points transaction ------------------------------------------------
 

@@ -144,6 +144,9 @@ def test_bad_push_auth_names_the_variable() -> None:
         ("EVENT_TTL_DAYS", "3651"),
         ("RECONCILE_AFTER_SECONDS", "x"),
         ("RECONCILE_BATCH_SIZE", "5001"),
+        ("RECONCILE_MAX_REPUBLISHES", "0"),
+        ("RECONCILE_MAX_REPUBLISHES", "1001"),
+        ("RECONCILE_MAX_REPUBLISHES", "many"),
     ],
 )
 def test_bad_integer_names_the_variable(name: str, value: str) -> None:
@@ -159,6 +162,8 @@ def test_bad_integer_names_the_variable(name: str, value: str) -> None:
         ("MAX_DELIVERY_ATTEMPTS", "1", "max_delivery_attempts"),
         ("MAX_DELIVERY_ATTEMPTS", "100", "max_delivery_attempts"),
         ("EVENT_TTL_DAYS", "3650", "event_ttl_days"),
+        ("RECONCILE_MAX_REPUBLISHES", "1", "reconcile_max_republishes"),
+        ("RECONCILE_MAX_REPUBLISHES", "1000", "reconcile_max_republishes"),
     ],
 )
 def test_integer_bounds_are_inclusive(name: str, value: str, attr: str) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 from paynow.adapters import firestore_store
 from pytest_mock import MockerFixture
+
+# A replay publishes the event now: reconcile's count starts again (see reopen_writes).
+FRESH = {"republishCount": 0, "republishedAt": firestore.SERVER_TIMESTAMP}
 
 
 def _reopen(mocker: MockerFixture, record: dict[str, Any] | None) -> tuple[str | None, Any, Any]:
@@ -27,7 +31,8 @@ def test_a_dead_lettered_event_is_received_again_with_its_attempts_reset(mocker:
     status, txn, ref = _reopen(mocker, record)
     assert status == "received"
     txn.update.assert_called_once_with(
-        ref, {"status": "received", "attempts": 0, "processedAt": None, "queuedCounted": False}
+        ref,
+        {"status": "received", "attempts": 0, "processedAt": None, "queuedCounted": False, **FRESH},
     )
     txn.set.assert_not_called()  # no customer: no queued count to move
 
@@ -50,7 +55,7 @@ def test_a_received_event_dead_lettered_by_pubsub_starts_its_attempts_again(
     record = {"status": "received", "attempts": 9, "lastError": {"code": "unavailable"}}
     status, txn, ref = _reopen(mocker, record)
     assert status == "received"
-    txn.update.assert_called_once_with(ref, {"attempts": 0, "lastError": None})
+    txn.update.assert_called_once_with(ref, {"attempts": 0, "lastError": None, **FRESH})
 
 
 @pytest.mark.parametrize("final", ["processed", "ignored"])

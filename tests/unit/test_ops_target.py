@@ -153,6 +153,8 @@ def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         ["dlq", "replay", "--all"],
         ["dlq", "discard", "--error-code", "no_user_id"],
         ["reconcile"],
+        ["paynow", "backfill", "--since", "2h"],
+        ["paynow", "resend", "d-1"],
     ],
 )
 def test_a_change_to_a_cloud_project_exits_2_before_it_connects(no_terminal, mocker, capsys, argv):
@@ -168,6 +170,7 @@ def test_a_change_to_a_cloud_project_exits_2_before_it_connects(no_terminal, moc
     "argv",
     [
         ["catalog", "set", "gems-1", "5", "--dry-run"],
+        ["paynow", "backfill", "--dry-run"],
         ["dlq", "replay", "--all", "--dry-run"],
         ["catalog", "set", "gems-1", "5", "--yes"],
         ["ledger", "verify"],

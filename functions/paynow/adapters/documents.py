@@ -28,6 +28,9 @@ CUSTOMERS = "paynowCustomers"
 REJECTIONS = "rejectedPayloads"
 COLLECTIONS = (EVENTS, USERS, LEDGER, ORDERS, SUBSCRIPTIONS, CATALOG, CUSTOMERS, REJECTIONS)
 QUEUED_COUNTED = "queuedCounted"
+REPUBLISHED_AT = "republishedAt"
+REPUBLISH_COUNT = "republishCount"
+SOURCES = ("webhook", "backfill")  # how an event reached the pipeline: the record's ``source``
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,19 @@ NewRecord = Callable[[], dict[str, Any]]
 
 
 def event_record(
-    event: ev.PayNowEvent, mode: str, received_at: object, expire_at: datetime | None
+    event: ev.PayNowEvent,
+    mode: str,
+    received_at: object,
+    expire_at: datetime | None,
+    source: str = "webhook",
 ) -> dict[str, Any]:
-    """A new ``webhookEvents/{id}``: state ``received``, the normalized data, no PII."""
+    """A new ``webhookEvents/{id}``: state ``received``, the normalized data, no PII.
+
+    ``republishedAt`` starts equal to ``receivedAt`` (its first publish) rather than
+    missing, because Firestore's range filter never matches a missing field: reconcile's
+    one query (``republishedAt`` older than its window) then finds records never
+    republished too. ``republishCount`` tells them apart (0).
+    """
     record: dict[str, Any] = {
         "eventType": event.event_type,
         "userId": event.user_id,
@@ -66,6 +79,9 @@ def event_record(
         "attempts": 0,
         "lastError": None,
         "data": event.record_data(),
+        "source": source,
+        REPUBLISHED_AT: received_at,
+        REPUBLISH_COUNT: 0,
         # In its customer's queued count while received (see queued_change).
         QUEUED_COUNTED: bool(event.customer_id),
     }
@@ -208,16 +224,44 @@ def _finish(
 
 def reopen_writes(event_id: str, record: dict[str, Any], at: object) -> list[Write]:
     """A replay's reset: a dead letter goes back to ``received`` (and into its customer's
-    count), one still ``received`` starts its attempts again; final ones stay as they are."""
+    count), one still ``received`` starts its attempts again; final ones stay as they are.
+
+    Both start reconcile's count again too: the replay publishes them now, and one that
+    reconcile had given up on must not be dead-lettered again by its next run."""
     status = record.get("status")
+    fresh = {REPUBLISH_COUNT: 0, REPUBLISHED_AT: at}
     if status == DEAD_LETTERED:
         customer_id = record.get("customerId")
         counted = isinstance(customer_id, str) and bool(customer_id)
         fields = {"status": RECEIVED, "attempts": 0, "processedAt": None, QUEUED_COUNTED: counted}
-        return [Write((EVENTS, event_id), fields, "update"), *_queued_write(customer_id, +1, at)]
+        return [
+            Write((EVENTS, event_id), {**fields, **fresh}, "update"),
+            *_queued_write(customer_id, +1, at),
+        ]
     if status == RECEIVED:
-        return [Write((EVENTS, event_id), {"attempts": 0, "lastError": None}, "update")]
+        return [Write((EVENTS, event_id), {"attempts": 0, "lastError": None, **fresh}, "update")]
     return []
+
+
+def republished_writes(event_ids: list[str], at: object) -> list[Write]:
+    """Reconcile's stamp on each event it published again: when, and one more time."""
+    fields = {REPUBLISHED_AT: at, REPUBLISH_COUNT: Add(1)}
+    return [Write((EVENTS, event_id), dict(fields), "update") for event_id in event_ids]
+
+
+def stamp_writes(event_id: str, record: dict[str, Any]) -> list[Write]:
+    """The stamp a record written before ``republishedAt`` existed lacks (reconcile's query
+    cannot see it without): its receipt as its last publish. Nothing for a stamped one."""
+    if REPUBLISHED_AT in record or not isinstance(record.get("receivedAt"), datetime):
+        return []
+    fields = {REPUBLISHED_AT: record["receivedAt"], REPUBLISH_COUNT: 0}
+    return [Write((EVENTS, event_id), fields, "update")]
+
+
+def republish_count(record: dict[str, Any]) -> int:
+    """``republishCount``; a value that is not an int (a record written by hand) counts as 0."""
+    value = record.get(REPUBLISH_COUNT, 0)
+    return value if is_int(value) else 0
 
 
 def is_int(value: object) -> bool:
@@ -252,6 +296,13 @@ def queue_message(event_id: str, record: dict[str, Any]) -> QueueMessage:
         event_type=str(record.get("eventType", "")),
         customer_id=_text_or_none(record.get("customerId")),
         user_id=_text_or_none(record.get("userId")),
+    )
+
+
+def stuck(event_id: str, record: dict[str, Any]) -> records.Stuck:
+    """A record reconcile found due, as the service needs it."""
+    return records.Stuck(
+        queue_message(event_id, record), republish_count(record), str(record.get("mode", ""))
     )
 
 

@@ -137,6 +137,11 @@ def _unusable() -> DependencyUnavailable:
     return DependencyUnavailable("the webhook signing secret cannot be used; see the logs")
 
 
+def read_latest(secret_id: str) -> str:
+    """The latest version of the secret ``projects/P/secrets/S``, read once (no cache)."""
+    return _access_secret(f"{secret_id}/versions/latest")
+
+
 @functools.cache
 def _secret_client() -> Any:
     """One Secret Manager client per process; imported only where Secret Manager is used."""

@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from paynow.domain.errors import EventNotVisible
+from paynow.domain.messages import QueueMessage
 from paynow.domain.points import Outcome
 
 RECEIVED = "received"
@@ -46,6 +47,16 @@ class Processed:
 
     status: str  # processed | ignored | duplicate | behind
     outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """An event still ``received`` whose last publish is older than reconcile's window:
+    the message that publishes it again, how often reconcile already did, and its mode."""
+
+    message: QueueMessage
+    republish_count: int
+    mode: str
 
 
 def is_final(status: object) -> bool:

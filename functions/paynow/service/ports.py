@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from paynow.domain.events import PayNowEvent
 from paynow.domain.messages import DeadLetter, QueueMessage
-from paynow.domain.records import Processed
+from paynow.domain.records import Processed, Stuck
 
 
 class SecretSource(Protocol):
@@ -73,8 +73,12 @@ class EventStore(Protocol):
     def event_status(self, event_id: str) -> dict[str, Any] | None:
         """The stored record, or None."""
 
-    def stuck_events(self, received_before: datetime, limit: int) -> list[QueueMessage]:
-        """Messages for events still ``received`` since before ``received_before``, oldest first."""
+    def stuck_events(self, due_before: datetime, limit: int) -> list[Stuck]:
+        """Events still ``received`` whose last publish (``republishedAt``: receipt, then each
+        republish) is before ``due_before``; least recently published first."""
+
+    def mark_republished(self, event_ids: list[str], at: datetime) -> None:
+        """Stamp each event reconcile published again: ``republishedAt``, ``republishCount``."""
 
 
 class PendingPublish(Protocol):
