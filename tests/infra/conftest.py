@@ -179,11 +179,19 @@ def trap_gcloud(tmp_path: Path) -> TrapGcloud:
 
 @dataclass
 class FakeGcloud:
-    """The stateful fake (fake_gcloud.py) first on PATH."""
+    """The stateful fake (fake_gcloud.py) first on PATH, and the testIamPermissions methods
+    the scripts call with curl (_IamTests): every permission asked is held, except those
+    withheld with ``deny``; a service account or secret the fake does not hold is a 404."""
 
     env: dict[str, str]
     state_file: Path
     log_file: Path
+    deny_file: Path
+
+    def deny(self, *entries: str) -> None:
+        """Withhold permissions: ``"PERMISSION"`` everywhere, or ``"PATH_PART PERMISSION"``
+        only on resources whose URL path contains PATH_PART. No argument: withhold nothing."""
+        self.deny_file.write_text(json.dumps(list(entries)))
 
     def state(self) -> dict[str, Any]:
         return dict(json.loads(self.state_file.read_text()))
@@ -198,6 +206,50 @@ class FakeGcloud:
         return len(self.calls())
 
 
+class _IamTests(http.server.BaseHTTPRequestHandler):
+    """POST .../RESOURCE:testIamPermissions, answered from the fake's state and deny list."""
+
+    state_file: Path
+    deny_file: Path
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+        path = self.path.split("?")[0]
+        state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        deny = json.loads(self.deny_file.read_text()) if self.deny_file.exists() else []
+        exists = True
+        if "/serviceAccounts/" in path:
+            email = path.split("/serviceAccounts/")[1].split(":")[0]
+            exists = email in state.get("service_accounts", {})
+        elif "/secrets/" in path:
+            exists = path.split("/secrets/")[1].split(":")[0] in state.get("secrets", {})
+        if not self.headers.get("authorization", "").startswith("Bearer ") or not exists:
+            status = 401 if exists else 404
+            self._send(status, {"error": {"code": status, "message": "test IAM"}})
+            return
+
+        def withheld(permission: str) -> bool:
+            for entry in deny:
+                part, _, name = entry.rpartition(" ")
+                if name == permission and (not part or part in path):
+                    return True
+            return False
+
+        held = [p for p in body.get("permissions", []) if not withheld(p)]
+        self._send(200, {"permissions": held} if held else {})
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def make_fake(directory: Path, config: Path, project: str) -> FakeGcloud:
     bin_dir = directory / "fake-bin"
     bin_dir.mkdir()
@@ -206,14 +258,23 @@ def make_fake(directory: Path, config: Path, project: str) -> FakeGcloud:
         f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE_GCLOUD))} "$@"\n'
     )
     shim.chmod(0o755)
+    state_file, deny_file = directory / "fake-state.json", directory / "fake-deny.json"
+    handler = type("Tests", (_IamTests,), {"state_file": state_file, "deny_file": deny_file})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tests_url = f"http://127.0.0.1:{server.server_address[1]}/"
     env = base_env(config, bin_dir)
     env.update(
-        FAKE_GCLOUD_STATE=str(directory / "fake-state.json"),
+        FAKE_GCLOUD_STATE=str(state_file),
         FAKE_GCLOUD_LOG=str(directory / "fake-calls.jsonl"),
         FAKE_GCLOUD_SDK=str(Path(real_gcloud()).parent.parent),
         FAKE_GCLOUD_PROJECT=project,
+        FAKE_GCLOUD_ACCOUNT=f"paynow-deployer@{project}.iam.gserviceaccount.com",
+        CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER=tests_url,
+        CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM=tests_url,
+        CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER=tests_url,
     )
-    return FakeGcloud(env, directory / "fake-state.json", directory / "fake-calls.jsonl")
+    return FakeGcloud(env, state_file, directory / "fake-calls.jsonl", deny_file)
 
 
 def emulator_env(config: Path, pubsub_host: str, project: str) -> dict[str, str]:
@@ -241,6 +302,7 @@ _APIS = (
     "RUN",
     "SECRETMANAGER",
     "SERVICEUSAGE",
+    "STORAGE",
 )
 
 
