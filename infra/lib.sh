@@ -616,16 +616,19 @@ api_base() {
 # 1 when the resource does not exist; any other failure stops the script. The access token
 # goes in a header read from a file descriptor, never in an argument.
 held_permissions() {
-  local url=$1 body out code token
+  local url=$1 body out code
   shift
   body=$(printf '"%s",' "$@")
   body="{\"permissions\": [${body%,}]}"
   show curl -sS -X POST "$url" -H 'Authorization: Bearer (gcloud auth print-access-token)' --data "$body"
   HELD=''
   ((DRY_RUN)) && return 0
-  token=$(gcloud auth print-access-token) || die "gcloud auth print-access-token failed: log in (gcloud auth login)"
+  if [[ -z ${ACCESS_TOKEN:-} ]]; then
+    ACCESS_TOKEN=$(gcloud auth print-access-token) ||
+      die "gcloud auth print-access-token failed: log in (gcloud auth login)"
+  fi
   out=$(curl -sS -w '\n%{http_code}' -X POST "$url" --data "$body" \
-    -H @<(printf 'Authorization: Bearer %s\nContent-Type: application/json\n' "$token")) ||
+    -H @<(printf 'Authorization: Bearer %s\nContent-Type: application/json\n' "$ACCESS_TOKEN")) ||
     die "could not reach $url"
   code=${out##*$'\n'}
   out=${out%$'\n'*}

@@ -159,7 +159,11 @@ def policy(state: dict[str, Any], key: str) -> dict[str, Any]:
             expression = state.setdefault("conditions", {}).get(f"{key} {name}", "")
             binding["condition"] = {"title": title, "expression": expression}
         out.append(binding)
-    return {"etag": "BwY=", "version": 3 if any("condition" in b for b in out) else 1, "bindings": out}
+    return {
+        "etag": "BwY=",
+        "version": 3 if any("condition" in b for b in out) else 1,
+        "bindings": out,
+    }
 
 
 def iam(state: dict[str, Any], call: Call, key: str, verb: str) -> Any:
@@ -242,7 +246,9 @@ def projects(call: Call, state: dict[str, Any]) -> Any:
         return {"projectId": project, "projectNumber": PROJECT_NUMBER}
     if verb in ("get-iam-policy", "add-iam-policy-binding", "remove-iam-policy-binding"):
         if verb != "get-iam-policy" and not call.flag("condition", ""):
-            usage("project bindings need --condition (None, or expression=...,title=...: no prompt)")
+            usage(
+                "project bindings need --condition (None, or expression=...,title=...: no prompt)"
+            )
         return iam(state, call, f"projects/{project}", verb)
     usage(f"projects {verb}")
 
@@ -256,7 +262,9 @@ def iam_roles(call: Call, state: dict[str, Any]) -> Any:
     name = f"projects/{project}/roles/{role_id}"
     if verb == "create":
         if role is not None:
-            raise Exit(1, f"ALREADY_EXISTS: A role named {role_id} in projects/{project} already exists.")
+            raise Exit(
+                1, f"ALREADY_EXISTS: A role named {role_id} in projects/{project} already exists."
+            )
         if call.flag("stage") != "GA" or not call.flag("title"):
             usage("roles create needs --title and --stage=GA")
         roles[role_id] = {

@@ -602,7 +602,14 @@ def condition_of(name: str, loaded: dict[str, Any], index: int = 0) -> tuple[str
             604800,
             "300s",
         ),
-        ("ledger-mismatch", "conditionThreshold", USER_PREFIX + "paynow_ledger_verify", None, 0, "0s"),
+        (
+            "ledger-mismatch",
+            "conditionThreshold",
+            USER_PREFIX + "paynow_ledger_verify",
+            None,
+            0,
+            "0s",
+        ),
         (
             "worker-latency-p95",
             "conditionThreshold",
@@ -671,12 +678,16 @@ def test_cloud_run_errors_are_counted_per_service_and_the_workers_retry_answer_i
     assert fields[1]["resource.labels.service_name"] == "@WORKER_SERVICE@"
     assert fields[1]["metric.labels.response_code"] == ("500", "502", "504")
     _, throttled = condition_of("cloud-run-429", loaded)
-    assert {p: v for p, _, v in parse_filter(throttled["filter"])}["metric.labels.response_code"] == "429"
+    assert {p: v for p, _, v in parse_filter(throttled["filter"])}[
+        "metric.labels.response_code"
+    ] == "429"
     for body in [*conditions, throttled]:
         assert body["aggregations"][0]["groupByFields"] == ["resource.labels.service_name"]
     policy = loaded[str(MONITORING / "alerts" / "ledger-mismatch.json")]["data"]
     outcomes = [
-        {p: v for p, _, v in parse_filter(c["conditionThreshold"]["filter"])}["metric.label.outcome"]
+        {p: v for p, _, v in parse_filter(c["conditionThreshold"]["filter"])}[
+            "metric.label.outcome"
+        ]
         for c in policy["conditions"]
     ]
     assert outcomes == ["mismatch", "error"] and policy["combiner"] == "OR"
@@ -923,9 +934,17 @@ def test_the_code_wrote_every_kind_of_metric_line(log_entries: list[dict[str, An
         (observability.RECONCILE_REPUBLISHED, None),
         (ledger_main.LEDGER_VERIFY, None),
     } <= kinds
-    failures = {_payload(e).get("errorCode") for e in log_entries if _payload(e).get("metric") == observability.WORKER_FAILURES}
+    failures = {
+        _payload(e).get("errorCode")
+        for e in log_entries
+        if _payload(e).get("metric") == observability.WORKER_FAILURES
+    }
     assert NORMAL_WORKER_FAILURES <= failures  # the alarming metric is shown to leave them out
-    outcomes = {_payload(e).get("outcome") for e in log_entries if _payload(e).get("metric") == ledger_main.LEDGER_VERIFY}
+    outcomes = {
+        _payload(e).get("outcome")
+        for e in log_entries
+        if _payload(e).get("metric") == ledger_main.LEDGER_VERIFY
+    }
     assert outcomes == {"ok", "mismatch", "error"}
 
 

@@ -111,7 +111,11 @@ def test_the_deploy_never_takes_the_signing_secret(
 ) -> None:
     """The CI deploy holds no secret admin: the value goes in through the bootstrap."""
     result = run_script(
-        "infra/deploy.sh", str(EXAMPLE_ENV), "--dry-run", arg, env=base_env(tmp_path, trap_gcloud.bin)
+        "infra/deploy.sh",
+        str(EXAMPLE_ENV),
+        "--dry-run",
+        arg,
+        env=base_env(tmp_path, trap_gcloud.bin),
     )
     assert result.returncode == 1
     assert "the deploy never handles the signing secret" in result.stderr
@@ -122,9 +126,18 @@ def test_the_deploy_never_takes_the_signing_secret(
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("WEBHOOK_SECRET_PREVIOUS_UNTIL=2026-12-24T12:00:00Z", "needs WEBHOOK_SECRET_PREVIOUS_VERSION"),
-        ("WEBHOOK_SECRET_PREVIOUS_VERSION=latest", "WEBHOOK_SECRET_PREVIOUS_VERSION must be empty or a version"),
-        ("WEBHOOK_SECRET_PREVIOUS_VERSION=3\nWEBHOOK_SECRET_PREVIOUS_UNTIL=tomorrow", "must be empty or a UTC time"),
+        (
+            "WEBHOOK_SECRET_PREVIOUS_UNTIL=2026-12-24T12:00:00Z",
+            "needs WEBHOOK_SECRET_PREVIOUS_VERSION",
+        ),
+        (
+            "WEBHOOK_SECRET_PREVIOUS_VERSION=latest",
+            "WEBHOOK_SECRET_PREVIOUS_VERSION must be empty or a version",
+        ),
+        (
+            "WEBHOOK_SECRET_PREVIOUS_VERSION=3\nWEBHOOK_SECRET_PREVIOUS_UNTIL=tomorrow",
+            "must be empty or a UTC time",
+        ),
         ("DLQ_ARCHIVE_DAYS=31", "DLQ_ARCHIVE_DAYS must be between 32 and 3650"),
         ("DLQ_ARCHIVE_BUCKET=Bad_Bucket", "DLQ_ARCHIVE_BUCKET must be a bucket name"),
         ("LEDGER_TIMEOUT_SECONDS=3600", "LEDGER_TIMEOUT_SECONDS must be between 60 and 1800"),
@@ -138,7 +151,9 @@ def test_bad_new_settings_stop_before_any_command(
     env_file = tmp_path / "bad.env"
     env_file.write_text(EXAMPLE_ENV.read_text() + line.replace("\\n", "\n") + "\n")
     for script in ("infra/deploy.sh", "infra/bootstrap.sh"):
-        result = run_script(script, str(env_file), "--dry-run", env=base_env(tmp_path, trap_gcloud.bin))
+        result = run_script(
+            script, str(env_file), "--dry-run", env=base_env(tmp_path, trap_gcloud.bin)
+        )
         assert result.returncode == 1, script
         assert message in result.stderr, script
     assert trap_gcloud.calls() == []
@@ -161,6 +176,8 @@ def test_a_retired_setting_is_ignored_with_a_warning(tmp_path: Path) -> None:
 def test_dry_run_and_plan_exclude_each_other(
     tmp_path: Path, trap_gcloud: TrapGcloud, both: list[str]
 ) -> None:
-    result = run_script("infra/deploy.sh", str(EXAMPLE_ENV), *both, env=base_env(tmp_path, trap_gcloud.bin))
+    result = run_script(
+        "infra/deploy.sh", str(EXAMPLE_ENV), *both, env=base_env(tmp_path, trap_gcloud.bin)
+    )
     assert result.returncode == 1 and "not both" in result.stderr
     assert trap_gcloud.calls() == []
