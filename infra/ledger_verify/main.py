@@ -23,7 +23,6 @@ from typing import Any
 
 import flask
 import functions_framework
-
 from paynow.observability import elapsed_ms, log
 
 LEDGER_VERIFY = "paynow_ledger_verify"
@@ -36,7 +35,7 @@ CHECK_TIMEOUT_SECONDS = 3000.0
 def run_check(timeout: float = CHECK_TIMEOUT_SECONDS) -> tuple[int, dict[str, Any]]:
     """The CLI's exit code and JSON verdict (``{"ok": false, "error": ...}`` when it failed)."""
     try:
-        proc = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        proc = subprocess.run(
             [sys.executable, "-m", "scripts.ops", "ledger", "verify", "--json"],
             cwd=HERE,
             capture_output=True,
