@@ -163,3 +163,64 @@ def test_help_documents_both_plans(script: str, tmp_path: Path) -> None:
     text = result.stderr
     assert "--plan" in text and "--dry-run" in text
     assert "live" in text and "nothing" in text
+
+
+def test_set_mode_plans_the_switch_and_changes_nothing(
+    tmp_path: Path, gcloud_config: Path, deployed: Deployed
+) -> None:
+    fake, env_file = deployed.fake(tmp_path, gcloud_config)
+    result = run_script("infra/set-mode.sh", str(env_file), "queue", "--plan", env=fake.env)
+    assert result.returncode == 0, result.output
+    only_reads(fake, 0)
+    assert plan_lines(result)["Cloud Run service paynow-webhook"] == (
+        "update",
+        "WEBHOOK_MODE 'sync' -> 'queue'",
+    )
+    assert fake.state() == json.loads(deployed.state)
+
+
+def test_a_rotation_is_applied_then_removed_and_each_plan_says_so(
+    tmp_path: Path, gcloud_config: Path, deployed: Deployed
+) -> None:
+    """WEBHOOK_SECRET_PREVIOUS_VERSION / _UNTIL: the previous version pinned on the webhook
+    as PAYNOW_WEBHOOK_SECRET_PREVIOUS with its end, and cleared by the deploy after."""
+    fake, env_file = deployed.fake(tmp_path, gcloud_config)
+    plain = env_file.read_text()
+    env_file.write_text(
+        plain
+        + "WEBHOOK_SECRET_PREVIOUS_VERSION=1\nWEBHOOK_SECRET_PREVIOUS_UNTIL=2026-12-24T12:00:00Z\n"
+    )
+    plan = run_script("infra/steps/functions.sh", str(env_file), "--plan", env=fake.env)
+    assert plan.returncode == 0, plan.output
+    action, detail = plan_lines(plan)["function paynow-webhook"]
+    assert action == "update"
+    assert "secrets '' -> 'PAYNOW_WEBHOOK_SECRET_PREVIOUS=paynow-webhook-secret:1'" in detail
+    assert "PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL=2026-12-24T12:00:00Z" in detail
+    assert plan_lines(plan)["function paynow-worker"][0] == "unchanged"
+
+    rotate = run_script("infra/steps/functions.sh", str(env_file), env=fake.env)
+    assert rotate.returncode == 0, rotate.output
+    config = fake.state()["functions"]["paynow-webhook"]["serviceConfig"]
+    assert config["secretEnvironmentVariables"] == [
+        {
+            "key": "PAYNOW_WEBHOOK_SECRET_PREVIOUS",
+            "projectId": deployed.project,
+            "secret": "paynow-webhook-secret",
+            "version": "1",
+        }
+    ]
+    assert config["environmentVariables"]["PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL"] == (
+        "2026-12-24T12:00:00Z"
+    )
+    again = run_script("infra/steps/functions.sh", str(env_file), "--plan", env=fake.env)
+    assert plan_lines(again)["function paynow-webhook"][0] == "unchanged"
+
+    env_file.write_text(plain)  # the rotation is over
+    mark = fake.mark()
+    done = run_script("infra/steps/functions.sh", str(env_file), env=fake.env)
+    assert done.returncode == 0, done.output
+    (deploy,) = [c["argv"] for c in fake.calls()[mark:] if c["argv"][:2] == ["functions", "deploy"]]
+    assert "--clear-secrets" in deploy
+    config = fake.state()["functions"]["paynow-webhook"]["serviceConfig"]
+    assert "secretEnvironmentVariables" not in config
+    assert "PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL" not in config["environmentVariables"]
