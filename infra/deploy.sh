@@ -1,40 +1,40 @@
 #!/usr/bin/env bash
-# Deploy the whole pipeline into one project, every step in order; safe to run again
-# (a second run changes nothing).
+# The CI deploy: functions, Pub/Sub, their grants, the scheduler jobs and monitoring, every
+# step in order; safe to run again (a second run changes nothing). Runs as the deployer
+# (cloudbuild.yaml: paynow-deployer), which holds no IAM admin role and no secret admin:
+# what needs those is infra/bootstrap.sh's, run once by a project owner. The first step
+# verifies, read-only, that the bootstrap's part is in place, and says exactly what is missing.
 #
-#   infra/deploy.sh ENV_FILE [--dry-run] [--secret-stdin | --secret-file PATH]
+#   infra/deploy.sh ENV_FILE [--dry-run | --plan]
 #
-# ENV_FILE: a copy of infra/env/example.env. --dry-run prints every gcloud command and runs
-# none (as for an empty project). --secret-stdin / --secret-file put the PayNow signing
-# secret in Secret Manager (needed on the first deploy; see infra/steps/secret.sh).
-# Steps: apis, service-accounts, secret, firestore, functions, pubsub, iam, scheduler,
-# monitoring (log-based metrics, alert policies and the dashboard of infra/monitoring/).
+# ENV_FILE   a copy of infra/env/example.env (in Cloud Build: the settings secret's copy).
+# --plan     the live plan: every read runs against the project, nothing is changed; each
+#            resource is listed as create, update (with the fields that differ) or
+#            unchanged, and what the verify step misses as missing (exit 1 then).
+# --dry-run  the offline plan: no command runs at all, not even a read; reads find nothing,
+#            so it shows what a deploy into an empty project would run.
+# Steps (infra/steps/): verify, functions, pubsub, iam, scheduler, monitoring.
 
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 parse_args "$@"
-# Every argument is checked here, before any step runs: at most one secret source.
-parse_secret_args
+for arg in "${ARGS[@]}"; do
+  [[ $arg != --secret-* ]] ||
+    die "the deploy never handles the signing secret: put it in with infra/bootstrap.sh ENV_FILE $arg (or infra/steps/secret.sh), as a project owner"
+done
+no_more_args
 load_settings "$ENV_FILE"
 
-export INFRA_STEP_OF_DEPLOY=1
-common=("$ENV_FILE")
-((DRY_RUN)) && common+=(--dry-run)
 started=$SECONDS
-for step in apis service-accounts secret firestore functions pubsub iam scheduler monitoring; do
-  printf '\n### %s\n' "$step" >&2
-  if [[ $step == secret ]]; then
-    bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" "${SECRET_ARGS[@]}"
-  else # stdin may carry the secret: no other step may read it
-    bash "$INFRA_DIR/steps/$step.sh" "${common[@]}" </dev/null
-  fi
-done
+run_steps verify functions pubsub iam scheduler monitoring
 
-printf '\n' >&2
 function_endpoint "$WEBHOOK_FUNCTION"
 if ((DRY_RUN)); then
-  say "Dry run done: nothing was changed."
+  say "Dry run done: nothing was read or changed."
+elif ((PLAN)); then
+  say "Plan done: nothing was changed."
+  ((PLAN_MISSING == 0)) || exit 1
 else
   mode=$WEBHOOK_MODE
   if service_state "$FN_SERVICE"; then mode=$LIVE_MODE; fi

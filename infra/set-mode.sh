@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The rollback switch: set WEBHOOK_MODE (sync | queue) on the live webhook, nothing else.
 #
-#   infra/set-mode.sh ENV_FILE sync|queue [--dry-run]
+#   infra/set-mode.sh ENV_FILE sync|queue [--dry-run | --plan]
 #
 # Updates only that variable on the webhook's Cloud Run service (same image, other
 # variables kept), waits until the new revision serves all traffic, and says so. In both
@@ -29,6 +29,7 @@ say "Webhook $WEBHOOK_FUNCTION (Cloud Run service $SERVICE): WEBHOOK_MODE=$MODE"
 if service_state "$SERVICE"; then
   if [[ $LIVE_MODE == "$MODE" && $REVISION == "$LATEST_CREATED" ]]; then
     note "already in $MODE mode (revision $REVISION); nothing changed"
+    plan_item unchanged "Cloud Run service $SERVICE (WEBHOOK_MODE=$MODE)"
     exit 0
   fi
   note "now: WEBHOOK_MODE=$LIVE_MODE, revision $REVISION"
@@ -36,9 +37,10 @@ elif ! ((DRY_RUN)); then
   die "Cloud Run service $SERVICE not found"
 fi
 
+plan_item update "Cloud Run service $SERVICE" "WEBHOOK_MODE '${LIVE_MODE:-?}' -> '$MODE'"
 run gcloud run services update "$SERVICE" --region="$REGION" --project="$PROJECT" \
   --update-env-vars="WEBHOOK_MODE=$MODE" --quiet
-((DRY_RUN)) && exit 0
+((NO_WRITES)) && exit 0
 
 # `run services update` returns once the revision is ready; confirm it serves everything.
 for _ in $(seq 1 30); do

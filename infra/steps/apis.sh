@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Step 1: enable the Google APIs the pipeline and its deploy use (only those not enabled yet).
+# Bootstrap step: enable the Google APIs the pipeline, its deploy and its monitoring use
+# (only those not enabled yet). The CI deploy only checks them (infra/steps/verify.sh).
 #
-#   infra/steps/apis.sh ENV_FILE [--dry-run]
+#   infra/steps/apis.sh ENV_FILE [--dry-run | --plan]
 
 set -euo pipefail
 # shellcheck source=../lib.sh
@@ -10,29 +11,18 @@ parse_args "$@"
 no_more_args
 load_settings "$ENV_FILE"
 
-readonly APIS=(
-  artifactregistry.googleapis.com # function images
-  cloudbuild.googleapis.com        # function builds
-  cloudfunctions.googleapis.com
-  cloudresourcemanager.googleapis.com # project IAM policy
-  cloudscheduler.googleapis.com
-  firestore.googleapis.com
-  iam.googleapis.com
-  pubsub.googleapis.com
-  run.googleapis.com # gen2 functions run on Cloud Run
-  secretmanager.googleapis.com
-  storage.googleapis.com # function source upload
-)
-
 say "APIs"
 enabled=''
 query enabled gcloud services list --enabled --project="$PROJECT" --format='value(config.name)' || true
 missing=()
-for api in "${APIS[@]}"; do
-  grep -qxF "$api" <<<"$enabled" || missing+=("$api")
+for api in "${PIPELINE_APIS[@]}"; do
+  if grep -qxF "$api" <<<"$enabled"; then
+    plan_item unchanged "API $api"
+  else
+    plan_item create "API $api" "enable"
+    missing+=("$api")
+  fi
 done
 if ((${#missing[@]})); then
   run gcloud services enable "${missing[@]}" --project="$PROJECT"
-else
-  note "all ${#APIS[@]} APIs already enabled"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Step 4: the Firestore database (native mode), its TTL policies and the composite index.
+# Bootstrap step: the Firestore database (native mode), its TTL policies and the composite index.
 #
-#   infra/steps/firestore.sh ENV_FILE [--dry-run]
+#   infra/steps/firestore.sh ENV_FILE [--dry-run | --plan]
 #
 # TTL on expireAt of webhookEvents and rejectedPayloads (the functions set it EVENT_TTL_DAYS
 # ahead; Firestore deletes expired documents within about a day). Composite indexes on
@@ -25,8 +25,9 @@ if query type gcloud firestore databases describe --database="$FIRESTORE_DATABAS
   --project="$PROJECT" --format='value(type)'; then
   [[ $type == FIRESTORE_NATIVE ]] ||
     die "the project's $FIRESTORE_DATABASE database is in $type mode; the pipeline needs Firestore native mode"
-  note "database exists (native mode)"
+  plan_item unchanged "Firestore database $FIRESTORE_DATABASE (native mode)"
 else
+  plan_item create "Firestore database $FIRESTORE_DATABASE" "native mode in $FIRESTORE_LOCATION"
   run gcloud firestore databases create --database="$FIRESTORE_DATABASE" \
     --location="$FIRESTORE_LOCATION" --type=firestore-native --project="$PROJECT"
 fi
@@ -37,8 +38,9 @@ query ttls gcloud firestore fields ttls list --project="$PROJECT" \
   --format='value[separator="|"](name.segment(-3),name.basename(),ttlConfig.state)' || true
 for group in "$EVENTS_COLLECTION" "$REJECTIONS_COLLECTION"; do
   if grep -qE "^${group}[|]${TTL_FIELD}[|](ACTIVE|CREATING)$" <<<"$ttls"; then
-    note "$group.$TTL_FIELD: TTL policy in place"
+    plan_item unchanged "TTL policy $group.$TTL_FIELD"
   else
+    plan_item create "TTL policy $group.$TTL_FIELD"
     run gcloud firestore fields ttls update "$TTL_FIELD" --collection-group="$group" \
       --database="$FIRESTORE_DATABASE" --enable-ttl --async --project="$PROJECT"
   fi
@@ -52,8 +54,9 @@ query indexes gcloud firestore indexes composite list --database="$FIRESTORE_DAT
   true
 # Firestore may append __name__ to an index's fields; the index serves the query either way.
 if grep -qE "^${EVENTS_COLLECTION}[|]COLLECTION[|]status,receivedAt(,__name__)?[|]ASCENDING,ASCENDING(,ASCENDING)?$" <<<"$indexes"; then
-  note "index exists"
+  plan_item unchanged "index $EVENTS_COLLECTION (status, receivedAt)"
 else
+  plan_item create "index $EVENTS_COLLECTION (status, receivedAt)"
   run gcloud firestore indexes composite create --collection-group="$EVENTS_COLLECTION" \
     --database="$FIRESTORE_DATABASE" --query-scope=collection \
     --field-config=field-path=status,order=ascending \

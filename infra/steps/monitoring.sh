@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Step 9: monitoring, from the definitions committed in infra/monitoring/: the log-based
+# Deploy step: monitoring, from the definitions committed in infra/monitoring/: the log-based
 # metrics (metrics/NAME.yaml), the alert policies (alerts/NAME.json) and the dashboard
 # (dashboard.json).
 #
-#   infra/steps/monitoring.sh ENV_FILE [--dry-run]
+#   infra/steps/monitoring.sh ENV_FILE [--dry-run | --plan]
 #
-# Enables the Logging and Monitoring APIs if needed; metrics come before the policies that
-# chart them. Each resource carries a digest of the definition it was made from, so an
-# unchanged one is left alone, a changed one updated in place and a missing one created:
+# The Logging and Monitoring APIs are the bootstrap's to enable (infra/steps/apis.sh); metrics
+# come before the policies that chart them. An alert file may name the functions' Cloud Run
+# services as @WEBHOOK_SERVICE@, @WORKER_SERVICE@, @RECONCILE_SERVICE@, @LEDGER_SERVICE@
+# (the function names of the settings file). Each resource carries a digest of the
+# definition it was made from, so an unchanged one is left alone, a changed one updated in
+# place and a missing one created:
 #   metric     NAME = the file's name; digest at the end of its description ("[config D]")
 #   policy     found by its user label paynow_alert = the file's name; digest in the user
 #              label paynow_config (covering NOTIFICATION_CHANNELS, which every policy gets)
 #   dashboard  found by its displayName; digest in its label paynow_config
-# Metrics and the dashboard are applied from copies that carry the digest, written to a
-# temporary directory removed when the step ends: nothing is written in the repository, with
-# or without --dry-run. MONITORING_RENDER_DIR=DIR writes them there instead and keeps them
-# (for the tests, which hand the commands to the real gcloud afterwards).
+# Metrics, policies and the dashboard are applied from rendered copies (the digest, the
+# service names), written to a temporary directory removed when the step ends: nothing is
+# written in the repository, with or without --dry-run. MONITORING_RENDER_DIR=DIR (or
+# INFRA_RENDER_DIR=DIR, into DIR/monitoring) writes them there instead and keeps them (for
+# the tests, which hand the commands to the real gcloud afterwards).
 # Alert policies need the gcloud alpha component (gcloud alpha monitoring policies).
 # Monitoring may take up to 10 minutes to know a log-based metric just created: creating a
 # policy on it is retried until then. Not changed in place: a metric's kind or value type
@@ -33,11 +37,10 @@ readonly MONITORING_DIR="$ROOT_DIR/infra/monitoring"
 if [[ -n ${MONITORING_RENDER_DIR:-} ]]; then
   RENDER_DIR=$MONITORING_RENDER_DIR
 else
-  RENDER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/paynow-monitoring.XXXXXX")
-  trap 'rm -rf "$RENDER_DIR"' EXIT
+  render_dir monitoring
+  RENDER_DIR=$RENDERED
 fi
 readonly RENDER_DIR
-readonly APIS=(logging.googleapis.com monitoring.googleapis.com)
 # Waiting for a new metric: RETRIES attempts, RETRY_SECONDS apart (an environment knob for tests).
 readonly RETRY_SECONDS=${MONITORING_RETRY_SECONDS:-30}
 readonly RETRIES=21
@@ -76,7 +79,7 @@ render_dashboard() {
 apply_policy() {
   local attempt err
   show gcloud "$@"
-  ((DRY_RUN)) && return 0
+  ((NO_WRITES)) && return 0
   for ((attempt = 1; ; attempt++)); do
     if err=$(gcloud "$@" 2>&1 >/dev/null); then
       return 0
@@ -92,18 +95,13 @@ apply_policy() {
   done
 }
 
-say "APIs for monitoring"
-enabled=''
-query enabled gcloud services list --enabled --project="$PROJECT" --format='value(config.name)' || true
-missing=()
-for api in "${APIS[@]}"; do
-  grep -qxF "$api" <<<"$enabled" || missing+=("$api")
-done
-if ((${#missing[@]})); then
-  run gcloud services enable "${missing[@]}" --project="$PROJECT"
-else
-  note "already enabled: ${APIS[*]}"
-fi
+# render_alert FILE OUT: the policy with the functions' service names in place.
+render_alert() {
+  sed -e "s/@WEBHOOK_SERVICE@/$WEBHOOK_FUNCTION/g" -e "s/@WORKER_SERVICE@/$WORKER_FUNCTION/g" \
+    -e "s/@RECONCILE_SERVICE@/$RECONCILE_FUNCTION/g" -e "s/@LEDGER_SERVICE@/$LEDGER_FUNCTION/g" \
+    "$1" | write_file "$2"
+  ! grep -q '@[A-Z_]*_SERVICE@' "$2" || die "$1 names a service this step does not know"
+}
 
 say "Log-based metrics ($MONITORING_DIR/metrics)"
 metrics=''
@@ -117,11 +115,14 @@ for file in "$MONITORING_DIR"/metrics/*.yaml; do
   render_metric "$file" "$sum" "$rendered"
   current=$(grep -E "^${name}[|]" <<<"$metrics" || true)
   if [[ -z $current ]]; then
+    plan_item create "log-based metric $name"
     run gcloud logging metrics create "$name" --project="$PROJECT" \
       --config-from-file="$rendered" --format=none
   elif [[ $current == *"[config $sum]" ]]; then
     note "metric $name is up to date"
+    plan_item unchanged "log-based metric $name"
   else
+    plan_item update "log-based metric $name" "definition (metrics/$name.yaml)"
     run gcloud logging metrics update "$name" --project="$PROJECT" \
       --config-from-file="$rendered" --format=none
   fi
@@ -138,11 +139,14 @@ for file in "$MONITORING_DIR"/alerts/*.json; do
   alert=$(basename "$file" .json)
   [[ $alert =~ ^[a-z][a-z0-9-]{0,62}$ ]] || die "$file: an alert's file name is a label value: lowercase letters, digits, -"
   ALERTS[$alert]=1
-  sum=$(digest "$file" "$NOTIFICATION_CHANNELS")
+  rendered="$RENDER_DIR/alerts/$alert.json"
+  render_alert "$file" "$rendered"
+  sum=$(digest "$rendered" "$NOTIFICATION_CHANNELS")
   labels="paynow_alert=$alert,paynow_config=$sum"
   matches=$(grep -E "^[^|]*[|]${alert}[|]" <<<"$policies" || true)
   if [[ -z $matches ]]; then
-    args=(--project="$PROJECT" --policy-from-file="$file" --user-labels="$labels" --format=none)
+    plan_item create "alert policy $alert"
+    args=(--project="$PROJECT" --policy-from-file="$rendered" --user-labels="$labels" --format=none)
     [[ -z $NOTIFICATION_CHANNELS ]] || args+=(--notification-channels="$NOTIFICATION_CHANNELS")
     apply_policy alpha monitoring policies create "${args[@]}"
     continue
@@ -152,9 +156,11 @@ for file in "$MONITORING_DIR"/alerts/*.json; do
     warn "several policies carry paynow_alert=$alert; only $id is kept in step with $file"
   if [[ $current == "$sum" ]]; then
     note "policy $alert is up to date ($id)"
+    plan_item unchanged "alert policy $alert"
     continue
   fi
-  args=("$id" --project="$PROJECT" --policy-from-file="$file" --update-user-labels="$labels" --format=none)
+  plan_item update "alert policy $alert" "definition (alerts/$alert.json) or NOTIFICATION_CHANNELS"
+  args=("$id" --project="$PROJECT" --policy-from-file="$rendered" --update-user-labels="$labels" --format=none)
   [[ -z $NOTIFICATION_CHANNELS ]] || args+=(--set-notification-channels="$NOTIFICATION_CHANNELS")
   apply_policy alpha monitoring policies update "${args[@]}"
 done
@@ -187,11 +193,14 @@ while IFS='|' read -r id label name; do
 done <<<"$dashboards"
 ((count < 2)) || warn "$count dashboards are named \"$title\"; only $found is kept in step with $file"
 if [[ -z $found ]]; then
+  plan_item create "dashboard \"$title\""
   run gcloud monitoring dashboards create --project="$PROJECT" --config-from-file="$rendered" \
     --format=none
 elif [[ $current == "$sum" ]]; then
   note "dashboard is up to date ($found)"
+  plan_item unchanged "dashboard \"$title\""
 else
+  plan_item update "dashboard \"$title\"" "definition (dashboard.json)"
   run gcloud monitoring dashboards update "$found" --project="$PROJECT" \
     --config-from-file="$rendered" --format=none
 fi

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Step 6: topics paynow-events and paynow-events-dlq, the worker's push subscription
-# paynow-events-push and the DLQ's pull subscription paynow-events-dlq-sub.
+# Deploy step: topics paynow-events and paynow-events-dlq, the worker's push subscription
+# paynow-events-push, the DLQ's pull subscription paynow-events-dlq-sub and its archive
+# paynow-events-dlq-archive (a Cloud Storage subscription into DLQ_ARCHIVE_BUCKET).
 #
-#   infra/steps/pubsub.sh ENV_FILE [--dry-run] [--push-endpoint URL]
+#   infra/steps/pubsub.sh ENV_FILE [--dry-run | --plan] [--push-endpoint URL]
+#
+# The DLQ keeps what it must: the topic retains every message DLQ_RETENTION_DAYS (31 days,
+# Pub/Sub's maximum for topics and subscriptions), the pull subscription keeps unacked ones
+# as long, and the archive subscription writes each one, with its attributes (Avro with
+# metadata), to the bucket, where it stays DLQ_ARCHIVE_DAYS (infra/steps/archive.sh). The
+# bucket and the Pub/Sub service agent's right to write to it come from the bootstrap.
 #
 # The push endpoint and token audience are the worker's URL (read from the deployed
 # function unless --push-endpoint is given). Only the settings that drifted are updated,
 # in place; those Pub/Sub cannot change (topic, message ordering) stop the script with
-# what to do. Works against the Pub/Sub emulator too:
+# what to do. Works against the Pub/Sub emulator too (which keeps a subscription's
+# messages at most 7 days: DLQ_RETENTION_DAYS=7 there):
 #   CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=http://localhost:8085/ CLOUDSDK_AUTH_ACCESS_TOKEN=x
 
 set -euo pipefail
@@ -37,11 +45,21 @@ if [[ -z $ENDPOINT ]]; then
 fi
 [[ $ENDPOINT =~ ^https?://[^,[:space:]]+$ ]] || die "the push endpoint must be an http(s) URL, got '$ENDPOINT'"
 
+# ensure_topic NAME [RETENTION_DAYS]: the topic, retaining its messages that long if given.
 ensure_topic() {
-  if query found gcloud pubsub topics describe "$1" --project="$PROJECT" --format='value(name)'; then
-    note "topic $1 exists"
+  local name=$1 days=${2:-} out flags=()
+  [[ -z $days ]] || flags=(--message-retention-duration="${days}d")
+  if query out gcloud pubsub topics describe "$name" --project="$PROJECT" \
+    --format='value(messageRetentionDuration)'; then
+    if [[ -z $days || $out == "$((days * 86400))s" ]]; then
+      plan_item unchanged "topic $name"
+    else
+      plan_item update "topic $name" "messageRetentionDuration '$out' -> '$((days * 86400))s'"
+      run gcloud pubsub topics update "$name" --project="$PROJECT" "${flags[@]}"
+    fi
   else
-    run gcloud pubsub topics create "$1" --project="$PROJECT"
+    plan_item create "topic $name${days:+ (retains ${days} days)}"
+    run gcloud pubsub topics create "$name" --project="$PROJECT" "${flags[@]}"
   fi
 }
 
@@ -62,15 +80,18 @@ ensure_subscription() {
   format="value[separator=\"|\"](topic,$(IFS=,; printf '%s' "${fields[*]}"))"
   local out
   if ! query out gcloud pubsub subscriptions describe "$name" --project="$PROJECT" --format="$format"; then
+    plan_item create "subscription $name" "of topic $topic"
     run gcloud pubsub subscriptions create "$name" --topic="$topic" --project="$PROJECT" "${create[@]}"
     return
   fi
   IFS='|' read -r -a current <<<"$out|"
   [[ ${current[0]} == "projects/$PROJECT/topics/$topic" ]] ||
     die "subscription $name is attached to ${current[0]}, not $topic; delete it (gcloud pubsub subscriptions delete $name --project=$PROJECT) and run again"
+  local changed=()
   for i in "${!checks[@]}"; do
     IFS='|' read -r field want fix <<<"${checks[i]}"
     [[ ${current[i + 1]} == "$want" ]] && continue
+    changed+=("$field '${current[i + 1]}' -> '$want'")
     [[ -n $fix ]] || die "subscription $name has $field=${current[i + 1]:-unset}, wanted '$want', which this script does not change in place; delete it (gcloud pubsub subscriptions delete $name --project=$PROJECT) and run again. The messages it holds go with it (for $PUSH_SUBSCRIPTION their events stay received in Firestore and the reconcile job publishes them again)"
     note "$name: $field is '${current[i + 1]}', wanted '$want'"
     IFS=, read -r -a fixes <<<"$fix"
@@ -79,15 +100,17 @@ ensure_subscription() {
     done
   done
   if ((${#flags[@]})); then
+    plan_item update "subscription $name" "$(IFS=';'; printf '%s' "${changed[*]}")"
     run gcloud pubsub subscriptions update "$name" --project="$PROJECT" "${flags[@]}"
   else
     note "subscription $name is up to date"
+    plan_item unchanged "subscription $name"
   fi
 }
 
 say "Topics"
 ensure_topic "$TOPIC"
-ensure_topic "$DLQ_TOPIC"
+ensure_topic "$DLQ_TOPIC" "$DLQ_RETENTION_DAYS"
 
 say "Push subscription $PUSH_SUBSCRIPTION -> $ENDPOINT"
 push_flags="--push-endpoint=$ENDPOINT,--push-auth-service-account=$PUSH_SA,--push-auth-token-audience=$ENDPOINT"
@@ -120,5 +143,22 @@ ensure_subscription "$DLQ_SUBSCRIPTION" "$DLQ_TOPIC" \
   -- \
   "pushConfig.pushEndpoint||" \
   "ackDeadlineSeconds|$DLQ_ACK_DEADLINE_SECONDS|--ack-deadline=$DLQ_ACK_DEADLINE_SECONDS" \
+  "messageRetentionDuration|$((DLQ_RETENTION_DAYS * 86400))s|--message-retention-duration=${DLQ_RETENTION_DAYS}d" \
+  "expirationPolicy.ttl||--expiration-period=never"
+
+say "DLQ archive $ARCHIVE_SUBSCRIPTION -> gs://$DLQ_ARCHIVE_BUCKET"
+# Every field of the storage config is given on an update: gcloud takes them as one group.
+storage_flags="--cloud-storage-bucket=$DLQ_ARCHIVE_BUCKET,--cloud-storage-file-prefix=dlq/"
+storage_flags+=",--cloud-storage-output-format=avro,--cloud-storage-write-metadata"
+storage_flags+=",--cloud-storage-max-duration=10m"
+IFS=, read -r -a storage_create <<<"$storage_flags"
+ensure_subscription "$ARCHIVE_SUBSCRIPTION" "$DLQ_TOPIC" \
+  "${storage_create[@]}" \
+  --message-retention-duration="${DLQ_RETENTION_DAYS}d" --expiration-period=never \
+  -- \
+  "cloudStorageConfig.bucket|$DLQ_ARCHIVE_BUCKET|$storage_flags" \
+  "cloudStorageConfig.filenamePrefix|dlq/|$storage_flags" \
+  "cloudStorageConfig.avroConfig.writeMetadata|True|$storage_flags" \
+  "cloudStorageConfig.maxDuration|600s|$storage_flags" \
   "messageRetentionDuration|$((DLQ_RETENTION_DAYS * 86400))s|--message-retention-duration=${DLQ_RETENTION_DAYS}d" \
   "expirationPolicy.ttl||--expiration-period=never"

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Mapping
@@ -179,11 +180,19 @@ def trap_gcloud(tmp_path: Path) -> TrapGcloud:
 
 @dataclass
 class FakeGcloud:
-    """The stateful fake (fake_gcloud.py) first on PATH."""
+    """The stateful fake (fake_gcloud.py) first on PATH, and the testIamPermissions methods
+    the scripts call with curl (_IamTests): every permission asked is held, except those
+    withheld with ``deny``; a service account or secret the fake does not hold is a 404."""
 
     env: dict[str, str]
     state_file: Path
     log_file: Path
+    deny_file: Path
+
+    def deny(self, *entries: str) -> None:
+        """Withhold permissions: ``"PERMISSION"`` everywhere, or ``"PATH_PART PERMISSION"``
+        only on resources whose URL path contains PATH_PART. No argument: withhold nothing."""
+        self.deny_file.write_text(json.dumps(list(entries)))
 
     def state(self) -> dict[str, Any]:
         return dict(json.loads(self.state_file.read_text()))
@@ -198,22 +207,80 @@ class FakeGcloud:
         return len(self.calls())
 
 
+class _IamTests(http.server.BaseHTTPRequestHandler):
+    """POST .../RESOURCE:testIamPermissions, answered from the fake's state and deny list."""
+
+    state_file: Path
+    deny_file: Path
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+        path = self.path.split("?")[0]
+        state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        deny = json.loads(self.deny_file.read_text()) if self.deny_file.exists() else []
+        exists = True
+        if "/serviceAccounts/" in path:
+            email = path.split("/serviceAccounts/")[1].split(":")[0]
+            exists = email in state.get("service_accounts", {})
+        elif "/secrets/" in path:
+            exists = path.split("/secrets/")[1].split(":")[0] in state.get("secrets", {})
+        if not self.headers.get("authorization", "").startswith("Bearer ") or not exists:
+            status = 401 if exists else 404
+            self._send(status, {"error": {"code": status, "message": "test IAM"}})
+            return
+
+        def withheld(permission: str) -> bool:
+            for entry in deny:
+                part, _, name = entry.rpartition(" ")
+                if name == permission and (not part or part in path):
+                    return True
+            return False
+
+        held = [p for p in body.get("permissions", []) if not withheld(p)]
+        self._send(200, {"permissions": held} if held else {})
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def make_fake(directory: Path, config: Path, project: str) -> FakeGcloud:
     bin_dir = directory / "fake-bin"
     bin_dir.mkdir()
     shim = bin_dir / "gcloud"
+    # The fake imports gcloud's own modules on every call: their bytecode is cached outside
+    # the SDK's directory (the environment may forbid writing it, which costs ~0.3 s a call).
+    cache = shlex.quote(str(Path(tempfile.gettempdir()) / "paynow-fake-gcloud-pycache"))
     shim.write_text(
-        f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE_GCLOUD))} "$@"\n'
+        "#!/bin/sh\n"
+        f"exec env -u PYTHONDONTWRITEBYTECODE {shlex.quote(sys.executable)} -X pycache_prefix={cache}"
+        f' {shlex.quote(str(FAKE_GCLOUD))} "$@"\n'
     )
     shim.chmod(0o755)
+    state_file, deny_file = directory / "fake-state.json", directory / "fake-deny.json"
+    handler = type("Tests", (_IamTests,), {"state_file": state_file, "deny_file": deny_file})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tests_url = f"http://127.0.0.1:{server.server_address[1]}/"
     env = base_env(config, bin_dir)
     env.update(
-        FAKE_GCLOUD_STATE=str(directory / "fake-state.json"),
+        FAKE_GCLOUD_STATE=str(state_file),
         FAKE_GCLOUD_LOG=str(directory / "fake-calls.jsonl"),
         FAKE_GCLOUD_SDK=str(Path(real_gcloud()).parent.parent),
         FAKE_GCLOUD_PROJECT=project,
+        FAKE_GCLOUD_ACCOUNT=f"paynow-deployer@{project}.iam.gserviceaccount.com",
+        CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER=tests_url,
+        CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM=tests_url,
+        CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER=tests_url,
     )
-    return FakeGcloud(env, directory / "fake-state.json", directory / "fake-calls.jsonl")
+    return FakeGcloud(env, state_file, directory / "fake-calls.jsonl", deny_file)
 
 
 def emulator_env(config: Path, pubsub_host: str, project: str) -> dict[str, str]:
@@ -241,6 +308,7 @@ _APIS = (
     "RUN",
     "SECRETMANAGER",
     "SERVICEUSAGE",
+    "STORAGE",
 )
 
 
@@ -327,3 +395,38 @@ def gcloud_against_failing_api(
     outcomes = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [o["argv"] for o in outcomes] == commands
     return outcomes
+
+
+# --- a project bootstrapped and deployed once, for the tests that start from there -------
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The fake's state after infra/bootstrap.sh and infra/deploy.sh into an empty project."""
+
+    project: str
+    state: str  # the state file's JSON
+    env_file_text: str
+
+    def fake(self, directory: Path, config: Path) -> tuple[FakeGcloud, Path]:
+        """A fake gcloud of its own holding this state, and the project's settings file."""
+        fake = make_fake(directory, config, self.project)
+        fake.state_file.write_text(self.state)
+        env_file = directory / "deployed.env"
+        env_file.write_text(self.env_file_text)
+        return fake, env_file
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory: pytest.TempPathFactory, gcloud_config: Path) -> Deployed:
+    tmp = tmp_path_factory.mktemp("deployed")
+    project = project_id()
+    fake = make_fake(tmp, gcloud_config, project)
+    env_file = write_env(tmp / "deployed.env", PROJECT=project)
+    boot = run_script(
+        "infra/bootstrap.sh", str(env_file), "--secret-stdin", env=fake.env, stdin="a-secret\n"
+    )
+    assert boot.returncode == 0, boot.output
+    deploy = run_script("infra/deploy.sh", str(env_file), env=fake.env)
+    assert deploy.returncode == 0, deploy.output
+    return Deployed(project, fake.state_file.read_text(), env_file.read_text())

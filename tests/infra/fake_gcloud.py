@@ -146,11 +146,23 @@ def project_of(call: Call) -> str:
 
 
 def policy(state: dict[str, Any], key: str) -> dict[str, Any]:
+    """A resource's policy as the API returns it. A conditional binding is kept under
+    ``ROLE|TITLE`` (its expression in ``state["conditions"]``), an unconditional one under ROLE."""
     bindings = state["policies"].get(key, {})
+    out = []
+    for name, members in sorted(bindings.items()):
+        if not members:
+            continue
+        role, _, title = name.partition("|")
+        binding: dict[str, Any] = {"role": role, "members": sorted(members)}
+        if title:
+            expression = state.setdefault("conditions", {}).get(f"{key} {name}", "")
+            binding["condition"] = {"title": title, "expression": expression}
+        out.append(binding)
     return {
         "etag": "BwY=",
-        "version": 1,
-        "bindings": [{"role": r, "members": sorted(m)} for r, m in sorted(bindings.items()) if m],
+        "version": 3 if any("condition" in b for b in out) else 1,
+        "bindings": out,
     }
 
 
@@ -159,7 +171,10 @@ def iam(state: dict[str, Any], call: Call, key: str, verb: str) -> Any:
     if verb == "get-iam-policy":
         return policy(state, key)
     member, role = call.flag("member"), call.flag("role")
-    if not role.startswith("roles/") or (
+    custom = re.fullmatch(r"projects/[a-z0-9-]+/roles/([A-Za-z0-9_.]+)", role)
+    if custom and custom.group(1) not in state.setdefault("roles", {}):
+        raise Exit(1, f"INVALID_ARGUMENT: Role {role} does not exist in the resource's hierarchy.")
+    if not (role.startswith("roles/") or custom) or (
         ":" not in member
         and member
         not in (
@@ -178,14 +193,22 @@ def iam(state: dict[str, Any], call: Call, key: str, verb: str) -> Any:
             raise Exit(1, f"INVALID_ARGUMENT: Service account {email} does not exist.")
         if email.startswith("service-") and not state["agent_created"]:
             raise Exit(1, f"INVALID_ARGUMENT: Service account {email} does not exist.")
-    members = set(bindings.get(role, []))
+    name = role
+    condition = call.flag("condition", "None")
+    if condition != "None":
+        parts = dict(p.split("=", 1) for p in condition.split(","))
+        if set(parts) != {"expression", "title"}:
+            usage(f"--condition needs expression= and title=, got {condition!r}")
+        name = f"{role}|{parts['title']}"
+        state.setdefault("conditions", {})[f"{key} {name}"] = parts["expression"]
+    members = set(bindings.get(name, []))
     if verb == "add-iam-policy-binding":
         members.add(member)
     else:
         if member not in members:
             raise Exit(1, f"Policy binding with the specified principal, role {role} not found")
         members.discard(member)
-    bindings[role] = sorted(members)
+    bindings[name] = sorted(members)
     return None
 
 
@@ -222,13 +245,51 @@ def projects(call: Call, state: dict[str, Any]) -> Any:
     if verb == "describe":
         return {"projectId": project, "projectNumber": PROJECT_NUMBER}
     if verb in ("get-iam-policy", "add-iam-policy-binding", "remove-iam-policy-binding"):
-        if verb != "get-iam-policy" and call.flag("condition", "") != "None":
-            usage("project bindings need --condition=None (no prompt)")
+        if verb != "get-iam-policy" and not call.flag("condition", ""):
+            usage(
+                "project bindings need --condition (None, or expression=...,title=...: no prompt)"
+            )
         return iam(state, call, f"projects/{project}", verb)
     usage(f"projects {verb}")
 
 
+def iam_roles(call: Call, state: dict[str, Any]) -> Any:
+    """Custom roles of the project: describe, create, update (--permissions), undelete."""
+    verb, role_id = call.words[2], call.positional(3)
+    project = project_of(call)
+    roles = state.setdefault("roles", {})
+    role = roles.get(role_id)
+    name = f"projects/{project}/roles/{role_id}"
+    if verb == "create":
+        if role is not None:
+            raise Exit(
+                1, f"ALREADY_EXISTS: A role named {role_id} in projects/{project} already exists."
+            )
+        if call.flag("stage") != "GA" or not call.flag("title"):
+            usage("roles create needs --title and --stage=GA")
+        roles[role_id] = {
+            "name": name,
+            "title": call.flag("title"),
+            "includedPermissions": sorted(call.flag("permissions").split(",")),
+            "stage": "GA",
+        }
+        return None
+    if role is None:
+        not_found(f"role {name}")
+    if verb == "describe":
+        return role
+    if verb == "update":
+        role["includedPermissions"] = sorted(call.flag("permissions").split(","))
+        return None
+    if verb == "undelete":
+        role.pop("deleted", None)
+        return None
+    usage(f"iam roles {verb}")
+
+
 def iam_group(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1] == "roles":
+        return iam_roles(call, state)
     if call.words[1] != "service-accounts":
         usage(" ".join(call.words))
     verb, name = call.words[2], call.positional(3)
@@ -370,21 +431,49 @@ def functions(call: Call, state: dict[str, Any]) -> Any:
         raise Exit(1, f"INVALID_ARGUMENT: service account {account} does not exist")
     env = dict(pair.split("=", 1) for pair in call.flag("set-env-vars").split(","))
     labels = dict(pair.split("=", 1) for pair in call.flag("update-labels").split(","))
+    builder = call.flag("build-service-account")
+    if builder.rsplit("/", 1)[-1] not in state["service_accounts"]:
+        raise Exit(1, f"INVALID_ARGUMENT: build service account {builder} does not exist")
+    if call.has("set-secrets") and call.has("clear-secrets"):
+        usage("--set-secrets and --clear-secrets together")
+    secrets = []
+    for pair in call.flag("set-secrets", "").split(",") if call.has("set-secrets") else []:
+        key, _, ref = pair.partition("=")
+        secret, _, version = ref.partition(":")
+        secrets.append({"key": key, "projectId": project, "secret": secret, "version": version})
+    if not call.has("set-secrets") and not call.has("clear-secrets") and fn:
+        secrets = fn["serviceConfig"].get("secretEnvironmentVariables", [])
+    ingress = {"all": "ALLOW_ALL", "internal-only": "ALLOW_INTERNAL_ONLY"}.get(
+        call.flag("ingress-settings")
+    ) or usage("ingress settings")
     uri = f"https://{name}-fk7q2-ew.a.run.app"
+    service_config: dict[str, Any] = {
+        "uri": uri,
+        "service": f"projects/{project}/locations/{region}/services/{name}",
+        "serviceAccountEmail": account,
+        # Cloud Functions adds this one to every gen2 function.
+        "environmentVariables": {**env, "LOG_EXECUTION_ID": "true"},
+        "timeoutSeconds": int(call.flag("timeout").rstrip("s")),
+        "maxInstanceCount": int(call.flag("max-instances")),
+        "ingressSettings": ingress,
+        "availableMemory": call.flag("memory"),
+        "availableCpu": call.flag("cpu"),
+        "maxInstanceRequestConcurrency": int(call.flag("concurrency")),
+    }
+    if int(call.flag("min-instances")):  # the API leaves a zero out
+        service_config["minInstanceCount"] = int(call.flag("min-instances"))
+    if secrets:
+        service_config["secretEnvironmentVariables"] = secrets
     state["functions"][name] = {
         "name": f"projects/{project}/locations/{region}/functions/{name}",
         "state": "ACTIVE",
         "labels": {**(fn or {}).get("labels", {}), **labels},
-        "buildConfig": {"entryPoint": call.flag("entry-point"), "runtime": "python311"},
-        "serviceConfig": {
-            "uri": uri,
-            "service": f"projects/{project}/locations/{region}/services/{name}",
-            "serviceAccountEmail": account,
-            "environmentVariables": env,
-            "timeoutSeconds": int(call.flag("timeout").rstrip("s")),
-            "maxInstanceCount": int(call.flag("max-instances")),
-            "ingressSettings": call.flag("ingress-settings"),
+        "buildConfig": {
+            "entryPoint": call.flag("entry-point"),
+            "runtime": "python311",
+            "serviceAccount": builder,
         },
+        "serviceConfig": service_config,
     }
     _new_revision(state, name, env)
     if public:
@@ -478,6 +567,42 @@ def scheduler(call: Call, state: dict[str, Any]) -> Any:
     return None
 
 
+def storage(call: Call, state: dict[str, Any]) -> Any:
+    """gcloud storage buckets: describe, create, update, and their IAM policy."""
+    if call.words[1] != "buckets":
+        usage(" ".join(call.words))
+    verb, url = call.words[2], call.positional(3)
+    project_of(call)
+    if not url.startswith("gs://"):
+        usage(f"a bucket URL gs://NAME, got {url}")
+    name = url[5:]
+    buckets = state.setdefault("buckets", {})
+
+    def settings(bucket: dict[str, Any]) -> None:
+        if call.has("lifecycle-file"):
+            bucket["lifecycle_config"] = json.loads(Path(call.flag("lifecycle-file")).read_text())
+        if call.has("uniform-bucket-level-access"):
+            bucket["uniform_bucket_level_access"] = True
+        if call.has("public-access-prevention"):
+            bucket["public_access_prevention"] = "enforced"
+
+    if verb == "create":
+        if name in buckets:
+            raise Exit(1, f"HTTPError 409: The requested bucket name {name} is not available.")
+        bucket = {"name": name, "location": call.flag("location").upper(), "storage_url": url}
+        settings(bucket)
+        buckets[name] = bucket
+        return None
+    if name not in buckets:  # how gcloud storage words a missing bucket
+        raise Exit(1, f"{url} not found: 404.")
+    if verb == "describe":
+        return buckets[name]
+    if verb == "update":
+        settings(buckets[name])
+        return None
+    return iam(state, call, f"buckets/{name}", verb)
+
+
 def _seconds(value: str) -> str:
     unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if value[-1:] in unit:
@@ -501,6 +626,11 @@ def _subscription_settings(call: Call, sub: dict[str, Any], project: str) -> Non
         "max-delivery-attempts",
         "expiration-period",
         "message-retention-duration",
+        "cloud-storage-bucket",
+        "cloud-storage-file-prefix",
+        "cloud-storage-output-format",
+        "cloud-storage-write-metadata",
+        "cloud-storage-max-duration",
     }
     if set(call.flags) - known:
         usage(f"subscription flags {sorted(set(call.flags) - known)}")
@@ -528,6 +658,18 @@ def _subscription_settings(call: Call, sub: dict[str, Any], project: str) -> Non
         sub["expirationPolicy"] = {} if period == "never" else {"ttl": _seconds(period)}
     if call.has("message-retention-duration"):
         sub["messageRetentionDuration"] = _seconds(call.flag("message-retention-duration"))
+    storage_flags = [f for f in call.flags if f.startswith("cloud-storage-")]
+    if storage_flags:
+        if not call.has("cloud-storage-bucket"):  # gcloud takes them as one group
+            usage("--cloud-storage-* flags need --cloud-storage-bucket")
+        config: dict[str, Any] = {
+            "bucket": call.flag("cloud-storage-bucket"),
+            "filenamePrefix": call.flag("cloud-storage-file-prefix", ""),
+            "maxDuration": _seconds(call.flag("cloud-storage-max-duration", "5m")),
+        }
+        if call.flag("cloud-storage-output-format", "text") == "avro":
+            config["avroConfig"] = {"writeMetadata": call.has("cloud-storage-write-metadata")}
+        sub["cloudStorageConfig"] = config
 
 
 def pubsub(call: Call, state: dict[str, Any]) -> Any:
@@ -539,6 +681,8 @@ def pubsub(call: Call, state: dict[str, Any]) -> Any:
         if name in store:
             raise Exit(1, f"ALREADY_EXISTS: {kind} {name} already exists")
         resource: dict[str, Any] = {"name": f"projects/{project}/{kind}/{name}"}
+        if kind == "topics" and call.has("message-retention-duration"):
+            resource["messageRetentionDuration"] = _seconds(call.flag("message-retention-duration"))
         if kind == "subscriptions":
             topic = call.flag("topic")
             if topic not in state["pubsub"].get("topics", {}):
@@ -558,6 +702,11 @@ def pubsub(call: Call, state: dict[str, Any]) -> Any:
         not_found(f"{kind} {name}")
     if verb == "describe":
         return store[name]
+    if verb == "update" and kind == "topics":
+        if set(call.flags) - {"project", "message-retention-duration"}:
+            usage("topics update: only --message-retention-duration")
+        store[name]["messageRetentionDuration"] = _seconds(call.flag("message-retention-duration"))
+        return None
     if verb == "update" and kind == "subscriptions":
         if call.has("topic") or call.has("enable-message-ordering"):
             usage("topic and ordering cannot be updated")
@@ -772,7 +921,24 @@ def monitoring(call: Call, state: dict[str, Any]) -> Any:
     return None
 
 
+def config(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1:] != ["get", "account"]:
+        usage(" ".join(call.words))
+    sys.stdout.write(os.environ.get("FAKE_GCLOUD_ACCOUNT", "deployer@example.com") + "\n")
+    return None
+
+
+def auth(call: Call, state: dict[str, Any]) -> Any:
+    if call.words[1:] != ["print-access-token"]:
+        usage(" ".join(call.words))
+    sys.stdout.write("fake-access-token\n")
+    return None
+
+
 GROUPS: dict[str, _Handler] = {
+    "config": config,
+    "auth": auth,
+    "storage": storage,
     "services": services,
     "beta": beta,
     "projects": projects,

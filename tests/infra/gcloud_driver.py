@@ -30,8 +30,18 @@ def main() -> int:
     sdk, count_url = sys.argv[1], sys.argv[2]
     commands: list[dict[str, Any]] = json.load(sys.stdin)
     sys.path[:0] = [f"{sdk}/lib", f"{sdk}/lib/third_party"]
+    # Outcomes go to the real stdout; what the commands print there (some write to the
+    # stream gcloud's log module holds) goes to a file descriptor of its own.
+    out = os.fdopen(os.dup(1), "w")
+    with tempfile.TemporaryFile() as printed:
+        os.dup2(printed.fileno(), 1)
+        _run_all(commands, out, count_url)
+    return 0
+
+
+def _run_all(commands: list[dict[str, Any]], out: Any, count_url: str) -> None:
     cli = importlib.import_module("googlecloudsdk.gcloud_main").CreateCLI([])
-    out = sys.stdout
+    saved_stdout = sys.stdout
     saved_stderr = os.dup(2)
     for command in commands:
         before = _count(count_url)
@@ -48,7 +58,7 @@ def main() -> int:
             except Exception as exc:  # a crash is a failure too, reported with its type
                 code = f"crashed: {type(exc).__name__}: {exc}"
             finally:
-                sys.stdout = out
+                sys.stdout = saved_stdout
                 sys.stderr.flush()
                 os.dup2(saved_stderr, 2)
             err.seek(0)
@@ -57,7 +67,6 @@ def main() -> int:
         outcome = {"argv": command["argv"], "exit": code, "reached": reached, "stderr": stderr}
         out.write(json.dumps(outcome) + "\n")
         out.flush()
-    return 0
 
 
 if __name__ == "__main__":

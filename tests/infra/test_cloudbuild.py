@@ -138,7 +138,10 @@ def test_non_empty_substitutions_override_project_and_region_only(
     expected = settings_of(real) | {
         "PROJECT": "demo-other-project",
         "REGION": "us-central1",
+        # what defaults to a name of the project or region follows the override
         "SCHEDULER_LOCATION": "us-central1",
+        "BUILD_SERVICE_ACCOUNT": "paynow-build@demo-other-project.iam.gserviceaccount.com",
+        "DLQ_ARCHIVE_BUCKET": "demo-other-project-paynow-dlq-archive",
     }
     assert settings_of(ci_env) == expected
 

@@ -1,8 +1,9 @@
 """The whole deploy, for real, against the recording fake gcloud (tests/infra/fake_gcloud.py).
 
-One story, run once for the module: a first deploy into an empty project, a second one
-(which must change nothing), the rollback switch twice, a deploy after the switch (which
-keeps the live mode), then drift repaired by a last deploy. Each test reads one chapter of it: the resources and policies left in the
+One story, run once for the module: the owner's bootstrap of an empty project, a first
+deploy, the bootstrap and the deploy again (which must change nothing), the rollback
+switch twice, a deploy after the switch (which keeps the live mode), then drift repaired
+by a last deploy. Each test reads one chapter of it: the resources and policies left in the
 fake's state, and the commands the scripts ran. The last tests give every command the
 scripts ran, and every command of the dry-run plans, to the real gcloud CLI: it must
 accept them all, and lib.sh must read its "not found" answers as "absent" and nothing
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import uuid
 from collections.abc import Iterator
@@ -72,10 +74,14 @@ def story(tmp_path_factory: pytest.TempPathFactory, gcloud_config: Path) -> Iter
         env_file=write_env(tmp / "story.env", PROJECT=project),
         fake=make_fake(tmp, gcloud_config, project),
     )
-    # Keep the monitoring step's copies: the last tests hand its commands to the real gcloud.
-    s.fake.env["MONITORING_RENDER_DIR"] = str(tmp / "rendered")
-    s.chapters["first"] = _chapter(s, "infra/deploy.sh", "--secret-stdin", stdin=s.secret + "\n")
-    s.chapters["second"] = _chapter(s, "infra/deploy.sh", "--secret-stdin", stdin=s.secret + "\n")
+    # Keep the files the steps generate: the last tests hand their commands to the real gcloud.
+    s.fake.env["INFRA_RENDER_DIR"] = str(tmp / "rendered")
+    s.chapters["boot"] = _chapter(s, "infra/bootstrap.sh", "--secret-stdin", stdin=s.secret + "\n")
+    s.chapters["first"] = _chapter(s, "infra/deploy.sh")
+    s.chapters["boot_again"] = _chapter(
+        s, "infra/bootstrap.sh", "--secret-stdin", stdin=s.secret + "\n"
+    )
+    s.chapters["second"] = _chapter(s, "infra/deploy.sh")
     s.chapters["to_queue"] = _chapter(s, "infra/set-mode.sh", "queue")
     s.chapters["queue_again"] = _chapter(s, "infra/set-mode.sh", "queue")
     s.chapters["after_switch"] = _chapter(s, "infra/deploy.sh")  # the file still says sync
@@ -99,11 +105,25 @@ def sa(story: Story, name: str) -> str:
 
 
 def test_first_deploy_builds_everything(story: Story) -> None:
-    first = story.chapters["first"]
+    boot, first = story.chapters["boot"], story.chapters["first"]
+    assert boot.result.returncode == 0, boot.result.output
     assert first.result.returncode == 0, first.result.output
     state = first.state
     assert set(state["service_accounts"]) == {
-        sa(story, n) for n in ("webhook", "worker", "reconcile", "push", "scheduler")
+        sa(story, n)
+        for n in (
+            "webhook",
+            "worker",
+            "reconcile",
+            "push",
+            "scheduler",
+            "ledger-verify",
+            "deployer",
+            "build",
+        )
+    }
+    assert state["buckets"][f"{story.project}-paynow-dlq-archive"]["lifecycle_config"] == {
+        "rule": [{"action": {"type": "Delete"}, "condition": {"age": 365}}]
     }
     assert {"cloudfunctions.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com"} <= set(
         state["apis"]
@@ -130,7 +150,28 @@ def test_first_deploy_builds_everything(story: Story) -> None:
     )
     deploys = [c[2] for c in first.mutations() if c[:2] == ["functions", "deploy"]]
     # the worker and reconcile need their own URL: deployed twice, the first time only
-    assert deploys == ["paynow-worker"] * 2 + ["paynow-reconcile"] * 2 + ["paynow-webhook"]
+    assert deploys == ["paynow-worker"] * 2 + ["paynow-reconcile"] * 2 + [
+        "paynow-ledger-verify",
+        "paynow-webhook",
+    ]
+    ingress = {n: f["serviceConfig"]["ingressSettings"] for n, f in fns.items()}
+    assert ingress == {
+        "paynow-webhook": "ALLOW_ALL",
+        "paynow-worker": "ALLOW_INTERNAL_ONLY",
+        "paynow-reconcile": "ALLOW_INTERNAL_ONLY",
+        "paynow-ledger-verify": "ALLOW_INTERNAL_ONLY",
+    }
+    assert set(state["jobs"]) == {"paynow-reconcile", "paynow-ledger-verify"}
+    archive = state["pubsub"]["subscriptions"]["paynow-events-dlq-archive"]
+    assert archive["cloudStorageConfig"]["bucket"] == f"{story.project}-paynow-dlq-archive"
+    assert archive["cloudStorageConfig"]["avroConfig"] == {"writeMetadata": True}
+    assert state["pubsub"]["topics"]["paynow-events-dlq"]["messageRetentionDuration"] == "2678400s"
+    # The deployer never touched a project, account, secret or bucket policy.
+    assert not [
+        m
+        for m in first.mutations()
+        if m[0] in ("projects", "iam", "secrets", "storage", "services")
+    ]
     job = state["jobs"]["paynow-reconcile"]
     assert job["httpTarget"]["uri"] == job["httpTarget"]["oidcToken"]["audience"] == reconcile_url
     push = state["pubsub"]["subscriptions"]["paynow-events-push"]
@@ -144,6 +185,9 @@ def test_first_deploy_builds_everything(story: Story) -> None:
 
 def test_access_in_the_project_is_least_privilege(story: Story) -> None:
     policies = story.chapters["first"].state["policies"]
+    project = story.project
+    agent = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+    deployer = f"serviceAccount:{sa(story, 'deployer')}"
     everyone = [
         (resource, role, member)
         for resource, bindings in policies.items()
@@ -156,15 +200,15 @@ def test_access_in_the_project_is_least_privilege(story: Story) -> None:
     assert policies["services/paynow-worker"] == {
         "roles/run.invoker": [f"serviceAccount:{sa(story, 'push')}"]
     }
-    assert policies["services/paynow-reconcile"] == {
-        "roles/run.invoker": [f"serviceAccount:{sa(story, 'scheduler')}"]
-    }
+    for service in ("paynow-reconcile", "paynow-ledger-verify"):
+        assert policies[f"services/{service}"] == {
+            "roles/run.invoker": [f"serviceAccount:{sa(story, 'scheduler')}"]
+        }
     assert policies["topics/paynow-events"] == {
         "roles/pubsub.publisher": sorted(
             f"serviceAccount:{sa(story, n)}" for n in ("webhook", "reconcile")
         )
     }
-    agent = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
     assert policies["topics/paynow-events-dlq"] == {
         "roles/pubsub.publisher": sorted(
             [f"serviceAccount:{sa(story, n)}" for n in ("webhook", "worker")] + [agent]
@@ -172,35 +216,85 @@ def test_access_in_the_project_is_least_privilege(story: Story) -> None:
     }
     assert policies["subscriptions/paynow-events-push"] == {"roles/pubsub.subscriber": [agent]}
     assert policies[f"serviceAccounts/{sa(story, 'push')}"] == {
-        "roles/iam.serviceAccountTokenCreator": [agent]
+        "roles/iam.serviceAccountTokenCreator": [agent],
+        "roles/iam.serviceAccountUser": [deployer],
     }
+    for name in ("webhook", "worker", "reconcile", "ledger-verify", "scheduler", "build"):
+        assert policies[f"serviceAccounts/{sa(story, name)}"] == {
+            "roles/iam.serviceAccountUser": [deployer]
+        }
     assert policies["secrets/paynow-webhook-secret"] == {
-        "roles/secretmanager.secretAccessor": [f"serviceAccount:{sa(story, 'webhook')}"]
+        "roles/secretmanager.secretAccessor": sorted(
+            [f"serviceAccount:{sa(story, 'webhook')}", deployer]
+        ),
+        "roles/secretmanager.viewer": [deployer],
     }
-    assert policies[f"projects/{story.project}"] == {
-        "roles/datastore.user": sorted(
-            f"serviceAccount:{sa(story, n)}" for n in ("webhook", "worker", "reconcile")
-        )
+    assert policies["secrets/paynow-deploy-env"] == {
+        "roles/secretmanager.secretAccessor": [deployer]
     }
+    assert policies[f"buckets/{project}-paynow-dlq-archive"] == {
+        "roles/storage.legacyBucketReader": [agent],
+        "roles/storage.objectCreator": [agent],
+    }
+    build = f"serviceAccount:{sa(story, 'build')}"
+    writer = f"projects/{project}/roles/paynowEventWriter"
+    smoke = f"projects/{project}/roles/paynowSmokeTest"
+    assert policies[f"projects/{project}"] == {
+        writer: sorted(f"serviceAccount:{sa(story, n)}" for n in ("webhook", "worker")),
+        "roles/datastore.viewer": sorted(
+            f"serviceAccount:{sa(story, n)}" for n in ("reconcile", "ledger-verify")
+        ),
+        **{
+            role: [deployer]
+            for role in (
+                "roles/cloudfunctions.developer",
+                "roles/run.admin",
+                "roles/pubsub.admin",
+                "roles/cloudscheduler.admin",
+                "roles/logging.configWriter",
+                "roles/monitoring.alertPolicyEditor",
+                "roles/monitoring.dashboardEditor",
+                "roles/serviceusage.serviceUsageViewer",
+                "roles/browser",
+                "roles/iam.securityReviewer",
+                smoke,
+                "roles/storage.objectViewer|cloudbuild-source",
+            )
+        },
+        "roles/logging.logWriter": sorted([deployer, build]),
+        "roles/artifactregistry.writer": [build],
+        "roles/storage.objectViewer|gcf-sources": [build],
+    }
+    roles = story.chapters["first"].state["roles"]
+    assert "datastore.entities.delete" not in roles["paynowEventWriter"]["includedPermissions"]
 
 
 def test_secret_goes_through_stdin_only(story: Story) -> None:
-    first = story.chapters["first"]
-    assert first.state["secrets"]["paynow-webhook-secret"]["versions"] == [story.secret]
-    adds = [c for c in first.calls if c["argv"][:3] == ["secrets", "versions", "add"]]
-    assert [c["stdin_sha256"] for c in adds] == [hashlib.sha256(story.secret.encode()).hexdigest()]
+    boot = story.chapters["boot"]
+    assert boot.state["secrets"]["paynow-webhook-secret"]["versions"] == [story.secret]
+    settings = story.env_file.read_text()
+    assert boot.state["secrets"]["paynow-deploy-env"]["versions"] == [settings]
+    adds = [c for c in boot.calls if c["argv"][:3] == ["secrets", "versions", "add"]]
+    assert [c["stdin_sha256"] for c in adds] == [
+        hashlib.sha256(story.secret.encode()).hexdigest(),
+        hashlib.sha256(settings.encode()).hexdigest(),
+    ]
     for chapter in story.chapters.values():
         assert story.secret not in chapter.result.output
         assert not [c for c in chapter.calls if story.secret in " ".join(c["argv"])]
 
 
 def test_second_deploy_changes_nothing(story: Story) -> None:
-    second = story.chapters["second"]
-    assert second.result.returncode == 0, second.result.output
-    assert second.mutations() == []
+    again, second = story.chapters["boot_again"], story.chapters["second"]
+    for chapter in (again, second):
+        assert chapter.result.returncode == 0, chapter.result.output
+        assert chapter.mutations() == []
     assert second.state == story.chapters["first"].state
     assert second.state["secrets"]["paynow-webhook-secret"]["versions"] == [story.secret]
-    assert "the latest version already holds this value" in second.result.stderr
+    assert "the latest version already holds this value" in again.result.stderr
+    assert re.search(
+        r"Plan: 0 to create, 0 to update, 0 to remove, \d+ unchanged", second.result.stderr
+    )
 
 
 def test_set_mode_switches_only_webhook_mode_and_waits_for_it(story: Story) -> None:
@@ -300,7 +394,12 @@ def test_the_functions_step_describes_each_function_once(story: Story) -> None:
     assert again.result.returncode == 0, again.result.output
     assert again.mutations() == []
     described = [c["argv"][2] for c in again.calls if c["argv"][:2] == ["functions", "describe"]]
-    assert described == ["paynow-worker", "paynow-reconcile", "paynow-webhook"]
+    assert described == [
+        "paynow-worker",
+        "paynow-reconcile",
+        "paynow-ledger-verify",
+        "paynow-webhook",
+    ]
     assert "mode stays queue; use infra/set-mode.sh to change it" in again.result.stderr
 
 
@@ -314,10 +413,10 @@ def dry_run_commands(directory: Path, config: Path) -> list[list[str]]:
         BUILD_SERVICE_ACCOUNT="paynow-build@demo-accept-project.iam.gserviceaccount.com",
     )
     trap = make_trap(directory)
-    env = {**base_env(config, trap.bin), "MONITORING_RENDER_DIR": str(directory / "rendered")}
+    env = {**base_env(config, trap.bin), "INFRA_RENDER_DIR": str(directory / "rendered")}
     plans = [
         run_script(
-            "infra/deploy.sh", str(env_file), "--dry-run", "--secret-stdin", env=env, stdin="x"
+            "infra/bootstrap.sh", str(env_file), "--dry-run", "--secret-stdin", env=env, stdin="x"
         ),
         run_script("infra/deploy.sh", str(env_file), "--dry-run", env=env),
         run_script("infra/set-mode.sh", str(env_file), "queue", "--dry-run", env=env),
@@ -337,7 +436,8 @@ def every_command(
     commands: list[list[str]] = []
     ran = [c["argv"] for chapter in story.chapters.values() for c in chapter.calls]
     for argv in ran + dry_run_commands(tmp_path_factory.mktemp("plans"), gcloud_config):
-        if argv not in commands and argv[:2] != ["auth", "print-access-token"]:
+        # who is logged in, and their token: local to gcloud, no API behind them
+        if argv not in commands and argv[:1] not in (["auth"], ["config"]):
             commands.append(argv)
     for needed in (  # the paths only a repair takes are in too
         ["scheduler", "jobs", "update", "http"],

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from paynow.adapters import documents
 from paynow.domain import errors
 
 from tests.infra.conftest import INFRA, ROOT
-from tests.infra.test_plan import AGENT, EXPECTED_GRANTS, SA
+from tests.infra.test_plan import AGENT, BOOTSTRAP_GRANTS, DEPLOY_GRANTS, PROJECT, SA, Grant
 
 DOCS = ROOT / "docs"
 SETUP = (DOCS / "cloud-setup.md").read_text()
@@ -55,20 +56,31 @@ def test_prerequisites_name_both_gcloud_components() -> None:
     assert "gcloud components install alpha beta" in prerequisites
 
 
-def test_the_step_table_lists_every_step_deploy_runs_in_order() -> None:
-    (steps,) = re.findall(r"^for step in (.+); do$", (INFRA / "deploy.sh").read_text(), re.M)
-    table = section("3. First deploy")
+@pytest.mark.parametrize(
+    ("script", "title"), [("bootstrap.sh", "3. Bootstrap"), ("deploy.sh", "4. Deploy")]
+)
+def test_the_step_tables_list_every_step_each_script_runs_in_order(script: str, title: str) -> None:
+    (steps,) = re.findall(r"^run_steps (.+)$", (INFRA / script).read_text(), re.M)
+    table = section(title)
     documented = [
-        m.group(1)
-        for row in table_rows(table[: table.index("A first deploy takes")])
-        if (m := re.fullmatch(r"`(.+)\.sh`", row[1]))
+        m.group(1) for row in table_rows(table) if (m := re.fullmatch(r"`(.+)\.sh`", row[1]))
     ]
     assert documented == steps.split()
+    for step in documented:
+        assert (INFRA / "steps" / f"{step}.sh").is_file(), step
 
 
-def test_the_access_table_gives_every_grant_a_reason() -> None:
-    rows = table_rows(section("Access: what `iam.sh` grants"))
-    names = {f"serviceAccount:{email}": f"`paynow-{n}`" for n, email in SA.items()}
+@pytest.mark.parametrize(
+    ("title", "grants"),
+    [
+        ("Access: what `access.sh` grants", BOOTSTRAP_GRANTS),
+        ("Access: what `iam.sh` grants", DEPLOY_GRANTS),
+    ],
+)
+def test_the_access_tables_give_every_grant_a_reason(title: str, grants: set[Grant]) -> None:
+    """Every role of every identity, bootstrap's and deploy's, each once, with its reason."""
+    rows = table_rows(section(title))
+    names = {f"serviceAccount:{email}": f"`{email.split('@')[0]}`" for email in SA.values()}
     names[f"serviceAccount:{AGENT}"] = "Pub/Sub service agent"
     names["allUsers"] = "`allUsers`"
     kinds = {
@@ -78,32 +90,46 @@ def test_the_access_table_gives_every_grant_a_reason() -> None:
         "secrets": "secret",
         "iam service-accounts": "service account",
         "run services": "service",
+        "storage buckets": "bucket",
     }
     documented = set()
     for identity, role, on, why in rows:
         assert why, (identity, role, on)
         documented.add((identity, role, on))
     missing = []
-    for group, resource, member, role in EXPECTED_GRANTS:
+    for group, resource, member, role in grants:
         name = resource if group != "iam service-accounts" else resource.split("@")[0]
+        name = name.removeprefix("gs://").replace(PROJECT, "PROJECT")
         target = "project" if group == "projects" else f"{kinds[group]} `{name}`"
+        shown = f"`{role.replace(PROJECT, 'PROJECT')}`"
         if not any(
-            names[member] in identity and r == f"`{role}`" and o == target
+            names[member] in identity and r == shown and o == target
             for identity, r, o in documented
         ):
             missing.append((member, role, target))
     assert not missing
-    assert len(rows) == len(EXPECTED_GRANTS)  # and nothing the scripts do not grant
+    assert len(rows) == len(grants)  # and nothing the scripts do not grant
+
+
+def test_the_webhooks_dlq_grant_and_the_deployers_limits_are_explained() -> None:
+    rows = table_rows(section("Access: what `iam.sh` grants"))
     (dlq,) = [
         why
         for identity, role, on, why in rows
         if identity == "`paynow-webhook`" and on == "topic `paynow-events-dlq`"
     ]
     assert "sync mode" in dlq and "invalid_payload" in dlq
+    bootstrap = section("Access: what `access.sh` grants")
+    for absent in (
+        "resourcemanager.projectIamAdmin",
+        "iam.serviceAccountAdmin",
+        "serviceUsageAdmin",
+    ):
+        assert absent in bootstrap.split("does **not** hold")[1], absent
 
 
 def test_the_build_runs_as_the_deployer_with_its_settings_secret() -> None:
-    build = section("8. Deploy from Cloud Build")
+    build = section("9. Deploy from Cloud Build")
     assert (
         "gcloud builds submit --project=PROJECT --config=cloudbuild.yaml \\\n"
         "  --service-account=projects/PROJECT/serviceAccounts/"
@@ -114,10 +140,9 @@ def test_the_build_runs_as_the_deployer_with_its_settings_secret() -> None:
         "gcloud secrets versions add paynow-deploy-env --project=PROJECT "
         "--data-file=infra/env/prod.env"
     ) in build
-    assert (
-        "gcloud secrets add-iam-policy-binding paynow-deploy-env --project=PROJECT \\\n"
-        '  --member="serviceAccount:$DEPLOYER" --role=roles/secretmanager.secretAccessor'
-    ) in build
+    # the deployer, its access to the settings and its build account come from the bootstrap
+    assert "The bootstrap stores it" in build and "read access to it" in build
+    assert "`paynow-build`" in build
 
 
 # --- docs/architecture.md ------------------------------------------------------------------

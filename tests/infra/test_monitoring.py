@@ -38,13 +38,21 @@ import pytest
 from paynow import observability, runtime
 from paynow.adapters.secrets import StaticSecrets
 from paynow.domain import payloads
-from paynow.domain.errors import DependencyUnavailable, TransientError, Unauthenticated
+from paynow.domain.errors import (
+    AwaitingEarlierEvent,
+    Contention,
+    DependencyUnavailable,
+    EventNotVisible,
+    TransientError,
+    Unauthenticated,
+)
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
 from paynow.service.reconcile import ReconcileService
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import WorkerService
 
+from infra.ledger_verify import main as ledger_main
 from tests.infra.conftest import (
     ROOT,
     FakeGcloud,
@@ -72,6 +80,16 @@ SUBSCRIPTIONS = ("paynow-events-push", "paynow-events-dlq-sub")
 PUBSUB_METRICS = {  # metric type -> value type (both GAUGE)
     "pubsub.googleapis.com/subscription/num_undelivered_messages": "INT64",
     "pubsub.googleapis.com/subscription/oldest_unacked_message_age": "INT64",
+}
+# Cloud Run's own count of the requests it answered, before or without the code (DELTA INT64).
+RUN_REQUESTS = "run.googleapis.com/request_count"
+RUN_REQUEST_LABELS = frozenset({"response_code", "response_code_class", "route"})
+# The services an alert may name: placeholders infra/steps/monitoring.sh fills in.
+SERVICE_PLACEHOLDERS = {
+    "@WEBHOOK_SERVICE@",
+    "@WORKER_SERVICE@",
+    "@RECONCILE_SERVICE@",
+    "@LEDGER_SERVICE@",
 }
 CONDITION_KINDS = (
     "conditionThreshold",
@@ -178,7 +196,10 @@ def test_the_loader_catches_typos_bad_enums_and_wrong_types(loaded: dict[str, An
 
 # --- structural validators, one per resource type ---------------------------------------
 
-_TERM = re.compile(r'([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?)')
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_TERM = re.compile(
+    rf"([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*({_STRING}|-?\d+(?:\.\d+)?|one_of\((?:{_STRING},?)+\))"
+)
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "!=": operator.ne,
@@ -187,20 +208,30 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
 }
-Term = tuple[str, str, str | float]
+Term = tuple[str, str, str | float | tuple[str, ...]]
 
 
 def parse_filter(text: str) -> list[Term]:
     """The subset of the Logging and Monitoring filter languages these files use:
-    comparisons ``path OP "string"`` or ``path OP number`` joined by AND. Anything else
-    is refused, so a filter this test cannot evaluate fails instead of passing unread."""
+    comparisons ``path OP "string"`` or ``path OP number`` joined by AND, and Monitoring's
+    ``path = one_of("a", "b")``. Anything else is refused, so a filter this test cannot
+    evaluate fails instead of passing unread."""
     terms: list[Term] = []
     for part in re.split(r"\s+AND\s+", text.strip()):
         match = _TERM.fullmatch(part.strip())
         if not match:
             raise ValueError(f"filter term outside the evaluated subset: {part!r}")
         path, op, raw = match.groups()
-        terms.append((path, op, json.loads(raw) if raw.startswith('"') else float(raw)))
+        value: str | float | tuple[str, ...]
+        if raw.startswith("one_of("):
+            if op != "=":
+                raise ValueError(f"one_of takes =: {part!r}")
+            value = tuple(json.loads(f"[{raw[len('one_of(') : -1]}]"))
+        elif raw.startswith('"'):
+            value = json.loads(raw)
+        else:
+            value = float(raw)
+        terms.append((path, op, value))
     return terms
 
 
@@ -220,7 +251,10 @@ def matches(entry: dict[str, Any], terms: list[Term]) -> bool:
         got = lookup(entry, path)
         if got is None:
             return False
-        if isinstance(want, float):
+        if isinstance(want, tuple):
+            if str(got) not in want:
+                return False
+        elif isinstance(want, float):
             if isinstance(got, bool) or not isinstance(got, int | float):
                 return False
             if not _OPS[op](float(got), want):
@@ -297,6 +331,7 @@ class MetricType:
 def metric_types(metrics: dict[str, dict[str, Any]]) -> dict[str, MetricType]:
     """The metric types alerts and charts may use: ours, and the Pub/Sub ones."""
     known = {t: MetricType(frozenset(), "gauge", "pubsub_subscription") for t in PUBSUB_METRICS}
+    known[RUN_REQUESTS] = MetricType(RUN_REQUEST_LABELS, "counter", "cloud_run_revision")
     for name, m in metrics.items():
         descriptor = m.get("metricDescriptor") or {}
         shape = "distribution" if descriptor.get("valueType") == "DISTRIBUTION" else "counter"
@@ -332,6 +367,11 @@ def series_problems(
         and fields.get("resource.labels.subscription_id") not in SUBSCRIPTIONS
     ):
         problems.append(f"{where}: resource.labels.subscription_id must be one of {SUBSCRIPTIONS}")
+    services = fields.get("resource.labels.service_name")
+    if metric.resource == "cloud_run_revision" and fields.get("metric.type") == RUN_REQUESTS:
+        named = set(services) if isinstance(services, tuple) else {services}
+        if not named <= SERVICE_PLACEHOLDERS:
+            problems.append(f"{where}: service_name must be of {sorted(SERVICE_PLACEHOLDERS)}")
     for path in fields:
         if (
             path.startswith(("metric.label.", "metric.labels."))
@@ -351,6 +391,8 @@ def series_problems(
         if reducer is not None and reducer not in REDUCERS[metric.shape]:
             problems.append(f"{where}: reducer {reducer} does not suit a {metric.shape}")
         for group in agg.get("groupByFields", []):
+            if group == "resource.labels.service_name" and metric.resource == "cloud_run_revision":
+                continue
             if group.split(".")[-1] not in metric.labels or not group.startswith("metric.label"):
                 problems.append(f"{where}: groupByFields {group} is not a label of the metric")
         if agg.get("groupByFields") and reducer is None:
@@ -503,7 +545,9 @@ def test_the_validators_catch_mistakes(metrics: dict[str, dict[str, Any]]) -> No
     condition = alert["conditions"][0]
     both = {**condition, "conditionAbsent": condition["conditionThreshold"]}
     assert alert_policy_problems({**alert, "conditions": [both]}, known)
-    unknown = json.loads(json.dumps(alert).replace("paynow_worker_failures", "paynow_nothing"))
+    unknown = json.loads(
+        json.dumps(alert).replace("paynow_worker_alarming_failures", "paynow_nothing")
+    )
     assert alert_policy_problems(unknown, known)
     minutes = json.loads(json.dumps(alert).replace('"60s"', '"1m"'))
     assert alert_policy_problems(minutes, known)
@@ -535,7 +579,33 @@ def condition_of(name: str, loaded: dict[str, Any], index: int = 0) -> tuple[str
         (
             "worker-failures",
             "conditionThreshold",
-            USER_PREFIX + "paynow_worker_failures",
+            USER_PREFIX + "paynow_worker_alarming_failures",
+            None,
+            0,
+            "0s",
+        ),
+        ("cloud-run-5xx", "conditionThreshold", RUN_REQUESTS, None, 5, "0s"),
+        ("cloud-run-429", "conditionThreshold", RUN_REQUESTS, None, 10, "0s"),
+        (
+            "reconcile-not-running",
+            "conditionAbsent",
+            USER_PREFIX + "paynow_reconcile_runs",
+            None,
+            None,
+            "1200s",
+        ),
+        (
+            "dlq-oldest-age",
+            "conditionThreshold",
+            "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+            "paynow-events-dlq-sub",
+            604800,
+            "300s",
+        ),
+        (
+            "ledger-mismatch",
+            "conditionThreshold",
+            USER_PREFIX + "paynow_ledger_verify",
             None,
             0,
             "0s",
@@ -592,6 +662,35 @@ def test_the_required_alerts(
         assert body["aggregations"][0]["alignmentPeriod"] == "60s"
     if alert == "worker-latency-p95":
         assert body["aggregations"][0]["crossSeriesReducer"] == "REDUCE_PERCENTILE_95"
+
+
+def test_cloud_run_errors_are_counted_per_service_and_the_workers_retry_answer_is_not(
+    loaded: dict[str, Any],
+) -> None:
+    """5xx from every service but the worker, whose 503 asks Pub/Sub to retry (its failures
+    page through paynow_worker_alarming_failures); the worker's 500, 502 and 504 do page."""
+    conditions = [condition_of("cloud-run-5xx", loaded, i)[1] for i in (0, 1)]
+    fields = [{p: v for p, _, v in parse_filter(c["filter"])} for c in conditions]
+    assert fields[0]["metric.labels.response_code_class"] == "5xx"
+    services = fields[0]["resource.labels.service_name"]
+    assert isinstance(services, tuple)
+    assert set(services) == SERVICE_PLACEHOLDERS - {"@WORKER_SERVICE@"}
+    assert fields[1]["resource.labels.service_name"] == "@WORKER_SERVICE@"
+    assert fields[1]["metric.labels.response_code"] == ("500", "502", "504")
+    _, throttled = condition_of("cloud-run-429", loaded)
+    assert {p: v for p, _, v in parse_filter(throttled["filter"])}[
+        "metric.labels.response_code"
+    ] == "429"
+    for body in [*conditions, throttled]:
+        assert body["aggregations"][0]["groupByFields"] == ["resource.labels.service_name"]
+    policy = loaded[str(MONITORING / "alerts" / "ledger-mismatch.json")]["data"]
+    outcomes = [
+        {p: v for p, _, v in parse_filter(c["conditionThreshold"]["filter"])}[
+            "metric.label.outcome"
+        ]
+        for c in policy["conditions"]
+    ]
+    assert outcomes == ["mismatch", "error"] and policy["combiner"] == "OR"
 
 
 def test_no_processing_also_counts_the_sync_path(loaded: dict[str, Any]) -> None:
@@ -665,6 +764,17 @@ class _Down:
         raise DependencyUnavailable("Firestore down")
 
 
+class _Failing(FakeStore):
+    """A store whose points transaction fails with one transient error."""
+
+    def __init__(self, catalog: dict[str, int], error: TransientError) -> None:
+        super().__init__(catalog)
+        self._error = error
+
+    def process(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._error
+
+
 def _post(function: Any, body: bytes, headers: dict[str, str]) -> int:
     app = flask.Flask("monitoring-test")
     with app.test_request_context("/", method="POST", data=body, headers=headers):
@@ -709,6 +819,27 @@ def _run_the_code(main: Any, mp: pytest.MonkeyPatch) -> None:
     assert _post(main.paynow_worker, b"{}", {"Authorization": "Bearer x"}) == 401
     mp.setattr(runtime, "scheduler_verifier", _Refuser)
     assert _post(main.paynow_reconcile, b"{}", {"Authorization": "Bearer x"}) == 401
+
+    for error in (
+        Contention("busy"),
+        AwaitingEarlierEvent("an earlier event is queued"),
+        DependencyUnavailable("Firestore down"),  # the kind that pages
+    ):
+        blocked = _Failing(CATALOG, error)
+        message = QueueMessage("blocked", "ON_ORDER_COMPLETED", "c-1", "user-42")
+        blocked.record_received(normalize(parse_envelope(_order("blocked")[0]), "user_id"), "queue")
+        with contextlib.suppress(TransientError):
+            WorkerService(queue_settings, blocked, FakePublisher(), clock=lambda: NOW).handle(
+                push(message)
+            )
+    mp.setattr(main, "SETTINGS", queue_settings)
+    for verdict in (
+        (0, {"usersChecked": 2, "entriesChecked": 3, "mismatched": [], "ok": True}),
+        (1, {"usersChecked": 2, "entriesChecked": 3, "mismatched": [{"userId": "u"}], "ok": False}),
+        (2, {"ok": False, "error": "unexpected error: Firestore down"}),
+    ):
+        mp.setattr(ledger_main, "run_check", lambda v=verdict: v)
+        assert _post(ledger_main.ledger_verify, b"{}", {}) in (200, 503)
 
     stuck = FakeStore(CATALOG, now=store.now - timedelta(hours=1))
     doc = payloads.order_completed("stuck", "o-stuck", "c-stuck", "user-42", [("gems-100", 1, 199)])
@@ -757,6 +888,14 @@ def _payload(entry: dict[str, Any]) -> dict[str, Any]:
     return dict(entry["jsonPayload"])
 
 
+# The transient worker failures of normal operation: ordering, contention, a record that
+# its message overtook. They are charted, never paged.
+NORMAL_WORKER_FAILURES = {
+    AwaitingEarlierEvent.code,
+    Contention.code,
+    EventNotVisible.code,
+}
+
 # What each log-based metric must count, said independently of its filter.
 EXPECTED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "paynow_queue_published": lambda p: p.get("metric") == observability.QUEUE_PUBLISHED,
@@ -773,6 +912,12 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "paynow_reconcile_stuck_runs": lambda p: (
         p.get("metric") == observability.RECONCILE_REPUBLISHED and p.get("found", 0) > 0
     ),
+    "paynow_reconcile_runs": lambda p: p.get("metric") == observability.RECONCILE_REPUBLISHED,
+    "paynow_worker_alarming_failures": lambda p: (
+        p.get("metric") == observability.WORKER_FAILURES
+        and p.get("errorCode") not in NORMAL_WORKER_FAILURES
+    ),
+    "paynow_ledger_verify": lambda p: p.get("metric") == ledger_main.LEDGER_VERIFY,
 }
 
 
@@ -789,7 +934,20 @@ def test_the_code_wrote_every_kind_of_metric_line(log_entries: list[dict[str, An
         (observability.WEBHOOK_REJECTED, "sync"),
         (observability.CALLER_REFUSED, None),  # worker and reconcile refusing a token
         (observability.RECONCILE_REPUBLISHED, None),
+        (ledger_main.LEDGER_VERIFY, None),
     } <= kinds
+    failures = {
+        _payload(e).get("errorCode")
+        for e in log_entries
+        if _payload(e).get("metric") == observability.WORKER_FAILURES
+    }
+    assert failures >= NORMAL_WORKER_FAILURES  # the alarming metric is shown to leave them out
+    outcomes = {
+        _payload(e).get("outcome")
+        for e in log_entries
+        if _payload(e).get("metric") == ledger_main.LEDGER_VERIFY
+    }
+    assert outcomes == {"ok", "mismatch", "error"}
 
 
 @pytest.mark.parametrize("name", [f.stem for f in METRIC_FILES])
@@ -818,7 +976,7 @@ def test_filters_name_only_metrics_the_code_defines(metrics: dict[str, dict[str,
         value
         for key, value in vars(observability).items()
         if key.isupper() and isinstance(value, str) and value.startswith("paynow_")
-    }
+    } | {ledger_main.LEDGER_VERIFY}
     named = {
         value
         for m in metrics.values()
@@ -877,7 +1035,13 @@ def test_a_dry_run_writes_nothing_in_the_repository(tmp_path: Path) -> None:
         for key, value in flags(c).items()
         if key == "config-from-file"
     ]
-    assert len(copies) == len(METRIC_FILES) + 1  # the metrics and the dashboard
+    copies += [
+        Path(value)
+        for c in result.commands()
+        for key, value in flags(c).items()
+        if key == "policy-from-file"
+    ]
+    assert len(copies) == len(METRIC_FILES) + 1 + len(ALERT_FILES)  # metrics, dashboard, policies
     for copy in copies:
         assert ROOT not in copy.parents, copy
         assert not copy.exists() and not copy.parent.exists(), copy
@@ -898,7 +1062,9 @@ def test_the_plan_applies_every_definition_once(plan: Result, rendered: Path) ->
     policies = [
         flags(c) for c in creates if words(c)[:4] == ["alpha", "monitoring", "policies", "create"]
     ]
-    assert sorted(p["policy-from-file"] for p in policies) == [str(f) for f in ALERT_FILES]
+    assert sorted(p["policy-from-file"] for p in policies) == [
+        str(rendered / "alerts" / f.name) for f in ALERT_FILES
+    ]
     for policy in policies:
         labels = dict(pair.split("=") for pair in policy["user-labels"].split(","))
         assert labels["paynow_alert"] == Path(policy["policy-from-file"]).stem
@@ -1035,7 +1201,8 @@ def test_a_first_run_creates_everything_waiting_for_new_metrics(story: Story) ->
     (board,) = state["dashboards"].values()
     assert board["displayName"] == "PayNow pipeline" and set(board["labels"]) == {"paynow_config"}
     assert "Monitoring does not know a new log-based metric yet" in first.result.stderr
-    assert {"logging.googleapis.com", "monitoring.googleapis.com"} <= set(state["apis"])
+    # The APIs are the bootstrap's: the deployer may not enable any (no serviceUsageAdmin).
+    assert not [c for c in first.calls if c["argv"][:2] == ["services", "enable"]]
 
 
 def test_a_second_run_changes_nothing(story: Story) -> None:

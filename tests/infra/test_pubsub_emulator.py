@@ -2,9 +2,11 @@
 
 What the script created is read back with the admin clients. Measured on the emulator:
 it keeps the push endpoint, the OIDC service account and audience, message ordering,
-the ack deadline, the retry policy, the dead-letter policy, message retention and an
-empty expiration policy (never expire), so all of them are asserted; it refuses to
-update an expiration policy, which the script therefore updates only when it drifted.
+the ack deadline, the retry policy, the dead-letter policy, message retention (of topics
+too), a Cloud Storage subscription's config and an empty expiration policy (never
+expire), so all of them are asserted; it refuses to update an expiration policy, which the
+script therefore updates only when it drifted, and keeps a subscription's messages at
+most 7 days (DLQ_RETENTION_DAYS=7 here; the cloud allows 31).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ class Project:
 
     def __init__(self, tmp_path: Path, emulators: Emulators, config: Path) -> None:
         self.id = project_id()
-        self.env_file = write_env(tmp_path / f"{self.id}.env", PROJECT=self.id)
+        self.env_file = write_env(
+            tmp_path / f"{self.id}.env", PROJECT=self.id, DLQ_RETENTION_DAYS="7"
+        )
         self.env = emulator_env(config, emulators.pubsub_host, self.id)
         self.publisher = pubsub_v1.PublisherClient()
         self.subscriber = pubsub_v1.SubscriberClient()
@@ -58,8 +62,10 @@ def contract_state(project: Project) -> dict[str, object]:
         name: project.publisher.get_topic(request={"topic": project.topic(name)}).name
         for name in ("paynow-events", "paynow-events-dlq")
     }
+    dlq_topic = project.publisher.get_topic(request={"topic": project.topic("paynow-events-dlq")})
     push = project.subscription("paynow-events-push")
     dlq = project.subscription("paynow-events-dlq-sub")
+    archive = project.subscription("paynow-events-dlq-archive")
     return {
         "topics": topics,
         "push": {
@@ -89,6 +95,15 @@ def contract_state(project: Project) -> dict[str, object]:
             "retention": dlq.message_retention_duration.total_seconds(),
             "never_expires": "expiration_policy" in dlq
             and not dlq.expiration_policy.ttl.total_seconds(),
+            "topic_retention": dlq_topic.message_retention_duration.total_seconds(),
+        },
+        "archive": {
+            "topic": archive.topic,
+            "bucket": archive.cloud_storage_config.bucket,
+            "prefix": archive.cloud_storage_config.filename_prefix,
+            "avro_with_metadata": archive.cloud_storage_config.avro_config.write_metadata,
+            "max_duration": archive.cloud_storage_config.max_duration.total_seconds(),
+            "retention": archive.message_retention_duration.total_seconds(),
         },
     }
 
@@ -96,11 +111,12 @@ def contract_state(project: Project) -> dict[str, object]:
 def test_provisions_the_contract_and_a_second_run_changes_nothing(project: Project) -> None:
     rc, commands, log = project.provision()
     assert rc == 0, log
-    assert [c[:3] for c in commands if is_mutation(c)] == [
-        ["pubsub", "topics", "create"],
-        ["pubsub", "topics", "create"],
-        ["pubsub", "subscriptions", "create"],
-        ["pubsub", "subscriptions", "create"],
+    assert [c[:4] for c in commands if is_mutation(c)] == [
+        ["pubsub", "topics", "create", "paynow-events"],
+        ["pubsub", "topics", "create", "paynow-events-dlq"],
+        ["pubsub", "subscriptions", "create", "paynow-events-push"],
+        ["pubsub", "subscriptions", "create", "paynow-events-dlq-sub"],
+        ["pubsub", "subscriptions", "create", "paynow-events-dlq-archive"],
     ]
     state = contract_state(project)
     assert state == {
@@ -124,6 +140,15 @@ def test_provisions_the_contract_and_a_second_run_changes_nothing(project: Proje
             "ack": 60,
             "retention": 7 * 86400.0,
             "never_expires": True,
+            "topic_retention": 7 * 86400.0,
+        },
+        "archive": {
+            "topic": project.topic("paynow-events-dlq"),
+            "bucket": f"{project.id}-paynow-dlq-archive",
+            "prefix": "dlq/",
+            "avro_with_metadata": True,
+            "max_duration": 600.0,
+            "retention": 7 * 86400.0,
         },
     }
 

@@ -88,7 +88,12 @@ def _fake_with_a_secret(tmp_path: Path, config: Path, value: str) -> tuple[FakeG
 
 
 def _adds(fake: FakeGcloud, since: int) -> list[dict[str, object]]:
-    return [c for c in fake.calls()[since:] if c["argv"][:3] == ["secrets", "versions", "add"]]
+    """The signing secret's new versions (the step stores the settings file beside it)."""
+    return [
+        c
+        for c in fake.calls()[since:]
+        if c["argv"][:4] == ["secrets", "versions", "add", "paynow-webhook-secret"]
+    ]
 
 
 def test_no_version_yet_adds_the_first(tmp_path: Path, gcloud_config: Path) -> None:

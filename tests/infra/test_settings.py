@@ -82,11 +82,11 @@ def test_missing_settings_file_and_unknown_arguments_are_refused(
         (["--secret-file=secret.txt", "--secret-file", "secret.txt"], "give the secret once"),
     ],
 )
-@pytest.mark.parametrize("script", ["infra/deploy.sh", "infra/steps/secret.sh"])
-def test_deploy_and_the_secret_step_refuse_bad_arguments_before_any_step(
+@pytest.mark.parametrize("script", ["infra/bootstrap.sh", "infra/steps/secret.sh"])
+def test_bootstrap_and_the_secret_step_refuse_bad_arguments_before_any_step(
     tmp_path: Path, trap_gcloud: TrapGcloud, script: str, args: list[str], message: str
 ) -> None:
-    """The secret step run alone checks its arguments as deploy.sh does (lib.sh's
+    """The secret step run alone checks its arguments as bootstrap.sh does (lib.sh's
     parse_secret_args): one secret source at most, a path, a readable file."""
     (tmp_path / "secret.txt").write_text("a-secret\n")
     args = [a.replace("secret.txt", str(tmp_path / "secret.txt")) for a in args]
@@ -102,4 +102,82 @@ def test_deploy_and_the_secret_step_refuse_bad_arguments_before_any_step(
     assert result.returncode == 1
     assert message in result.stderr
     assert "###" not in result.stderr and result.commands() == []  # no step started
+    assert trap_gcloud.calls() == []
+
+
+@pytest.mark.parametrize("arg", ["--secret-stdin", "--secret-file=x.txt"])
+def test_the_deploy_never_takes_the_signing_secret(
+    tmp_path: Path, trap_gcloud: TrapGcloud, arg: str
+) -> None:
+    """The CI deploy holds no secret admin: the value goes in through the bootstrap."""
+    result = run_script(
+        "infra/deploy.sh",
+        str(EXAMPLE_ENV),
+        "--dry-run",
+        arg,
+        env=base_env(tmp_path, trap_gcloud.bin),
+    )
+    assert result.returncode == 1
+    assert "the deploy never handles the signing secret" in result.stderr
+    assert "infra/bootstrap.sh" in result.stderr
+    assert result.commands() == [] and trap_gcloud.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "WEBHOOK_SECRET_PREVIOUS_UNTIL=2026-12-24T12:00:00Z",
+            "needs WEBHOOK_SECRET_PREVIOUS_VERSION",
+        ),
+        (
+            "WEBHOOK_SECRET_PREVIOUS_VERSION=latest",
+            "WEBHOOK_SECRET_PREVIOUS_VERSION must be empty or a version",
+        ),
+        (
+            "WEBHOOK_SECRET_PREVIOUS_VERSION=3\nWEBHOOK_SECRET_PREVIOUS_UNTIL=tomorrow",
+            "must be empty or a UTC time",
+        ),
+        ("DLQ_ARCHIVE_DAYS=31", "DLQ_ARCHIVE_DAYS must be between 32 and 3650"),
+        ("DLQ_ARCHIVE_BUCKET=Bad_Bucket", "DLQ_ARCHIVE_BUCKET must be a bucket name"),
+        ("LEDGER_TIMEOUT_SECONDS=3600", "LEDGER_TIMEOUT_SECONDS must be between 60 and 1800"),
+        ("LEDGER_VERIFY_SCHEDULE=daily", "LEDGER_VERIFY_SCHEDULE must be a cron schedule"),
+        ("DEPLOYER_SA_NAME=ci", "DEPLOYER_SA_NAME must be a service account id"),
+    ],
+)
+def test_bad_new_settings_stop_before_any_command(
+    tmp_path: Path, trap_gcloud: TrapGcloud, line: str, message: str
+) -> None:
+    env_file = tmp_path / "bad.env"
+    env_file.write_text(EXAMPLE_ENV.read_text() + line.replace("\\n", "\n") + "\n")
+    for script in ("infra/deploy.sh", "infra/bootstrap.sh"):
+        result = run_script(
+            script, str(env_file), "--dry-run", env=base_env(tmp_path, trap_gcloud.bin)
+        )
+        assert result.returncode == 1, script
+        assert message in result.stderr, script
+    assert trap_gcloud.calls() == []
+
+
+def test_a_retired_setting_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    """FUNCTION_MEMORY is now per function in infra/sizing.sh; an old settings file still loads."""
+    env_file = tmp_path / "old.env"
+    env_file.write_text(EXAMPLE_ENV.read_text() + "FUNCTION_MEMORY=256Mi\n")
+    assert "FUNCTION_MEMORY" not in settings_of(env_file)
+    trap = tmp_path / "t"
+    trap.mkdir()
+    result = run_script("infra/steps/apis.sh", str(env_file), "--dry-run", env=base_env(trap))
+    assert result.returncode == 0, result.output
+    assert "FUNCTION_MEMORY is no longer a setting (ignored)" in result.stderr
+    assert "infra/sizing.sh" in result.stderr
+
+
+@pytest.mark.parametrize("both", [["--dry-run", "--plan"], ["--plan", "--dry-run"]])
+def test_dry_run_and_plan_exclude_each_other(
+    tmp_path: Path, trap_gcloud: TrapGcloud, both: list[str]
+) -> None:
+    result = run_script(
+        "infra/deploy.sh", str(EXAMPLE_ENV), *both, env=base_env(tmp_path, trap_gcloud.bin)
+    )
+    assert result.returncode == 1 and "not both" in result.stderr
     assert trap_gcloud.calls() == []

@@ -1,7 +1,11 @@
 """scripts/smoke_test.py against the functions served locally on the emulators.
 
 The same checks a deploy runs against the live project: here the webhook and the worker
-run under functions-framework, and Firestore's REST API is the emulator's.
+run under functions-framework, and Firestore's REST API is the emulator's. In queue mode
+the event goes the whole way: published by the webhook, pushed by the emulator's push
+subscription to the worker (the emulator sends no OIDC token: the worker runs with
+PUSH_AUTH=none here; the token itself is what only a live project proves), processed, and
+every document the smoke test wrote is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from google.cloud import firestore
 
 from scripts import localstack
 from tests.conftest import Emulators
@@ -59,15 +64,23 @@ def served(emulators: Emulators) -> Iterator[Served]:
 
 
 def smoke(
-    served: Served, secret: str, *protected: str, timeout: int = 15
+    served: Served,
+    secret: str,
+    *protected: str,
+    timeout: int = 15,
+    project: str = localstack.PROJECT,
+    mode: str = "sync",
+    queue_timeout: int = 60,
 ) -> subprocess.CompletedProcess[str]:
     args = [
         sys.executable,
         str(ROOT / "scripts" / "smoke_test.py"),
-        f"--project={localstack.PROJECT}",
+        f"--project={project}",
         f"--webhook-url={served.webhook}",
         f"--firestore-url={served.firestore}",
         f"--timeout={timeout}",
+        f"--mode={mode}",
+        f"--queue-timeout={queue_timeout}",
     ]
     args += [f"--protected-url={url}" for url in protected]
     env = {"PATH": "/usr/bin:/bin", "PAYNOW_WEBHOOK_SECRET": secret, "SMOKE_ACCESS_TOKEN": "owner"}
@@ -78,7 +91,8 @@ def test_smoke_test_passes_on_a_working_pipeline(served: Served) -> None:
     result = smoke(served, SECRET, served.worker)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 4
+    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 5
+    assert lines[-2] == "ok   cleaned up 1 smoke document(s)"
     assert lines[-1] == "smoke test passed"
     assert SECRET not in result.stdout + result.stderr
 
@@ -125,3 +139,80 @@ def test_smoke_test_fails_when_a_protected_function_is_open(served: Served) -> N
     assert result.returncode == 1
     assert f"FAIL {open_url} refuses a caller without a token" in result.stdout
     assert f"ok   {served.worker} refuses a caller without a token" in result.stdout
+
+
+@dataclass(frozen=True)
+class Queued:
+    served: Served
+    project: str
+    db: firestore.Client
+
+
+@pytest.fixture(scope="module")
+def queued(emulators: Emulators) -> Iterator[Queued]:
+    """A webhook in queue mode and a worker behind the emulator's push subscription, in a
+    project of their own (so any document left behind is the smoke test's)."""
+    project = f"demo-smoke-{uuid.uuid4().hex[:8]}"
+    base = localstack.function_env(
+        pubsub_host=emulators.pubsub_host,
+        firestore_host=emulators.firestore_host,
+        mode="queue",
+        extra={"PAYNOW_WEBHOOK_SECRET": SECRET, "GOOGLE_CLOUD_PROJECT": project},
+    )
+    worker_port, webhook_port = localstack.free_port(), localstack.free_port()
+    procs = [
+        localstack.start_function("smoke-q-worker", "paynow_worker", worker_port, base),
+        localstack.start_function("smoke-q-webhook", "paynow_webhook", webhook_port, base),
+    ]
+    try:
+        localstack.provision_pubsub(procs[0].address, project=project)
+        served = Served(procs[1].address, procs[0].address, f"http://{emulators.firestore_host}")
+        yield Queued(served, project, firestore.Client(project=project))
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def _documents(db: firestore.Client) -> list[str]:
+    return [
+        f"{name}/{doc.id}"
+        for name in ("webhookEvents", "paynowSubscriptions", "paynowCustomers", "users")
+        for doc in db.collection(name).stream()
+    ]
+
+
+def test_queue_mode_goes_through_push_and_the_worker_then_cleans_up(queued: Queued) -> None:
+    # (no protected URL: this worker takes PUSH_AUTH=none, the emulator's push has no token)
+    result = smoke(queued.served, SECRET, project=queued.project, mode="queue")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   webhook queues a signed event (smoke-q-" in result.stdout
+    assert "ok   the worker processed it (published, pushed" in result.stdout
+    assert "ok   cleaned up 4 smoke document(s)" in result.stdout
+    assert _documents(queued.db) == []  # records, subscription, queued count: all gone
+
+
+def test_queue_mode_fails_when_nothing_processes_the_event(emulators: Emulators) -> None:
+    """A push endpoint nobody answers: the event stays received, the check fails, and what
+    it wrote is left to be looked at (and named)."""
+    project = f"demo-smoke-{uuid.uuid4().hex[:8]}"
+    env = localstack.function_env(
+        pubsub_host=emulators.pubsub_host,
+        firestore_host=emulators.firestore_host,
+        mode="queue",
+        extra={"PAYNOW_WEBHOOK_SECRET": SECRET, "GOOGLE_CLOUD_PROJECT": project},
+    )
+    webhook = localstack.start_function(
+        "smoke-q-lonely-webhook", "paynow_webhook", localstack.free_port(), env
+    )
+    try:
+        localstack.provision_pubsub(f"http://127.0.0.1:{localstack.free_port()}/", project=project)
+        served = Served(webhook.address, webhook.address, f"http://{emulators.firestore_host}")
+        result = smoke(served, SECRET, project=project, mode="queue", queue_timeout=4)
+    finally:
+        webhook.stop()
+    assert result.returncode == 1
+    assert "FAIL the worker processed it" in result.stdout
+    assert "left for a look: scripts/paynow-ops event show smoke-q-" in result.stdout
+    left = _documents(firestore.Client(project=project))
+    assert [d for d in left if d.startswith("webhookEvents/smoke-q-")]  # kept, received
+    assert not [d for d in left if d.startswith("webhookEvents/smoke-2")]  # the ignored one went

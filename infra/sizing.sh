@@ -1,0 +1,85 @@
+# shellcheck shell=bash disable=SC2034
+# Sourced by infra/steps/functions.sh: every function's CPU, memory, concurrency and minimum
+# instances, in this one place, each with the measurement it rests on. The figures come from
+# docs/benchmarks/ (latency, throughput by concurrency, the webhook's profile, cold starts)
+# and docs/load.md (memory under 180 s of sustained load), measured on the emulators on two
+# shared cores; revisit them when those are measured again. Timeouts and maximum instances
+# are settings of each environment (infra/env/example.env), not sizes.
+#
+# Rules Cloud Run (which runs gen2 functions) enforces, checked by check_sizing below:
+# a concurrency above 1 needs at least 1 vCPU; below 1 vCPU the concurrency must be 1.
+#
+# Concurrency is also gunicorn's thread count: functions-framework starts one gunicorn worker
+# with THREADS threads (4 per CPU it sees unless THREADS is set). functions.sh sets
+# THREADS to the concurrency, so an instance serves exactly as many requests at once as
+# Cloud Run sends it, never queueing some behind busy threads.
+
+# --- paynow_webhook -------------------------------------------------------------
+# Its time is waiting: in the profile (docs/benchmarks/README.md) the handler thread spends
+# 4.18 ms a request, of which our code is about 0.2 ms and gunicorn + Flask about 0.6 ms; the
+# rest waits on Firestore and Pub/Sub (there tens of ms, here a few). One vCPU therefore
+# keeps several requests busy: from 1 to 8 concurrent clients the queue webhook went from
+# 204 to 308 requests/s on two shared cores, and 32 clients added only queueing (328
+# requests/s, p50 94 ms). So: 8 requests per instance ...
+WEBHOOK_CONCURRENCY=8
+# ... on 1 vCPU, which Cloud Run requires for any concurrency above 1.
+WEBHOOK_CPU=1
+# The gunicorn worker held 78-79 MiB under 16 concurrent clients for 180 s (+0.6% after
+# warm-up; docs/load.md), the arbiter 28 MiB: ~110 MiB. 512Mi leaves four times that for
+# bodies (up to 1 MiB each, 8 at once) and library growth.
+WEBHOOK_MEMORY=512Mi
+# One warm instance: PayNow waits for this answer, and a cold start costs the client
+# libraries' import before the first answer (423 ms median here on a whole core, import of
+# main plus the first answer; more on a cold Cloud Run instance). An idle instance is billed
+# at the idle rate; the others scale from zero.
+WEBHOOK_MIN_INSTANCES=1
+
+# --- paynow_worker --------------------------------------------------------------
+# Also I/O-bound: one credit transaction took 3.1 ms per event on the emulator (raw loop),
+# almost all of it round trips, and the worker reached 0.51x of that loop through push
+# (144.5 events/s, bounded by the emulator's push). Ordering serializes one customer's
+# events, so concurrency comes from different customers: 8, like the webhook ...
+WORKER_CONCURRENCY=8
+# ... on 1 vCPU (required above concurrency 1).
+WORKER_CPU=1
+# 77-78 MiB under load (docs/load.md), as the webhook: the same 512Mi.
+WORKER_MEMORY=512Mi
+# Pub/Sub retries and nobody waits on the answer: a cold start only delays processing.
+WORKER_MIN_INSTANCES=0
+
+# --- paynow_reconcile -----------------------------------------------------------
+# One run every few minutes, at most RECONCILE_MAX_INSTANCES (1) instance: concurrency 1 so
+# that two runs never overlap (a second call is refused with 429 and the scheduler retries).
+RECONCILE_CONCURRENCY=1
+# 1 vCPU so a cold start's import (374 ms bare import of the client libraries on a whole
+# core) is not stretched threefold by a third of a CPU; it is billed only while it runs.
+RECONCILE_CPU=1
+# It holds at most RECONCILE_BATCH_SIZE (200) ids-only messages: the webhook's 512Mi is ample.
+RECONCILE_MEMORY=512Mi
+# Every 5 minutes keeps an instance warm anyway (Cloud Run keeps idle ones a while).
+RECONCILE_MIN_INSTANCES=0
+
+# --- ledger_verify (infra/ledger_verify/) ---------------------------------------
+# Once a day, one run at a time.
+LEDGER_CONCURRENCY=1
+# A whole vCPU: it runs the CLI in a child process, whose import costs as reconcile's.
+LEDGER_CPU=1
+# `paynow-ops ledger verify` holds every balance and ledger entry it reads (a few hundred
+# bytes each) to compare them: 1Gi holds a few million entries.
+LEDGER_MEMORY=1Gi
+# Nobody waits for it.
+LEDGER_MIN_INSTANCES=0
+
+# check_sizing PREFIX: the rules above for PREFIX_CPU / _CONCURRENCY / _MEMORY /
+# _MIN_INSTANCES (PREFIX one of WEBHOOK WORKER RECONCILE LEDGER); stops with the reason.
+check_sizing() {
+  local cpu="${1}_CPU" concurrency="${1}_CONCURRENCY" memory="${1}_MEMORY" min="${1}_MIN_INSTANCES"
+  [[ ${!cpu} =~ ^(0[.][0-9]+|[1-8])$ ]] || die "infra/sizing.sh: $cpu must be a fraction below 1 (0.5) or 1-8 vCPUs, got '${!cpu}'"
+  [[ ${!concurrency} =~ ^[1-9][0-9]{0,2}$ && ${!concurrency} -le 1000 ]] ||
+    die "infra/sizing.sh: $concurrency must be 1-1000, got '${!concurrency}'"
+  [[ ${!memory} =~ ^[1-9][0-9]*(Mi|Gi)$ ]] || die "infra/sizing.sh: $memory must be a size such as 512Mi, got '${!memory}'"
+  [[ ${!min} =~ ^(0|[1-9][0-9]*)$ ]] || die "infra/sizing.sh: $min must be a whole number, got '${!min}'"
+  if ((${!concurrency} > 1)) && [[ ${!cpu} == 0.* ]]; then
+    die "infra/sizing.sh: $concurrency=${!concurrency} needs $cpu of at least 1 (Cloud Run serves more than one request at once only with a whole vCPU), got ${!cpu}"
+  fi
+}
