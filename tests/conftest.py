@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from scripts import localstack
+from scripts.local import localstack
 
 
 @dataclass(frozen=True)

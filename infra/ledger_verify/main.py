@@ -36,7 +36,7 @@ def run_check(timeout: float = CHECK_TIMEOUT_SECONDS) -> tuple[int, dict[str, An
     """The CLI's exit code and JSON verdict (``{"ok": false, "error": ...}`` when it failed)."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "scripts.ops", "ledger", "verify", "--json"],
+            [sys.executable, "-m", "scripts.ops.cli", "ledger", "verify", "--json"],
             cwd=HERE,
             capture_output=True,
             text=True,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The source of the daily ledger check's function, staged into DIR (created or emptied):
-# this directory's main.py, the operator CLI (scripts/ops.py, scripts/paynow_ops/) and the
+# this directory's main.py, the operator CLI (scripts/ops/, and the local stack's settings it
+# knows of, scripts/local/localstack.py) and the
 # pipeline package it uses (functions/paynow/), with the functions' pinned requirements.
 # infra/steps/functions.sh deploys DIR; the tests serve DIR with functions-framework.
 #
@@ -21,14 +22,15 @@ readonly LEDGER_EXTRA_REQUIREMENTS=(rich markdown-it-py mdurl Pygments)
 dir=$1
 
 rm -rf "$dir"
-mkdir -p "$dir/scripts"
+mkdir -p "$dir/scripts/local"
 copy() { # SRC DEST: a tree without caches
   tar -C "$(dirname "$1")" --exclude=__pycache__ --exclude='*.pyc' -cf - "$(basename "$1")" |
     tar -C "$2" -xf -
 }
 copy "$ROOT/functions/paynow" "$dir"
-copy "$ROOT/scripts/paynow_ops" "$dir/scripts"
-cp "$ROOT/scripts/__init__.py" "$ROOT/scripts/ops.py" "$ROOT/scripts/localstack.py" "$dir/scripts/"
+copy "$ROOT/scripts/ops" "$dir/scripts"
+cp "$ROOT/scripts/__init__.py" "$dir/scripts/"
+cp "$ROOT/scripts/local/__init__.py" "$ROOT/scripts/local/localstack.py" "$dir/scripts/local/"
 cp "$HERE/main.py" "$dir/main.py"
 {
   cat "$ROOT/functions/requirements.txt"

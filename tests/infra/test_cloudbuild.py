@@ -65,7 +65,7 @@ def test_steps_in_order_on_one_pinned_image() -> None:
     assert "pip-audit --strict --no-deps" in audit and "-r functions/requirements.txt" in audit
     assert "./scripts/test" in step_script("lint-and-test")
     assert "      - infra/deploy.sh infra/env/ci.env\n" in CONFIG
-    assert "      - scripts/smoke_test.sh infra/env/ci.env\n" in CONFIG
+    assert "      - scripts/ops/smoke_test.sh infra/env/ci.env\n" in CONFIG
     steps = CONFIG[CONFIG.index("\nsteps:") :]
     assert "example.env" not in steps  # never a fallback
     substitutions = CONFIG[CONFIG.index("substitutions:") : CONFIG.index("\noptions:")]

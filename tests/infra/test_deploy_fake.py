@@ -420,7 +420,7 @@ def dry_run_commands(directory: Path, config: Path) -> list[list[str]]:
         ),
         run_script("infra/deploy.sh", str(env_file), "--dry-run", env=env),
         run_script("infra/set-mode.sh", str(env_file), "queue", "--dry-run", env=env),
-        run_script("scripts/smoke_test.sh", str(env_file), "--dry-run", env=env),
+        run_script("scripts/ops/smoke_test.sh", str(env_file), "--dry-run", env=env),
     ]
     for plan in plans:
         assert plan.returncode == 0, plan.output

@@ -1,7 +1,7 @@
 """Every command the offline plans print, run by the installed gcloud against recorded APIs.
 
 The dry runs of infra/bootstrap.sh, infra/deploy.sh, infra/set-mode.sh and
-scripts/smoke_test.sh print every gcloud command they would run. Here the real gcloud
+scripts/ops/smoke_test.sh print every gcloud command they would run. Here the real gcloud
 (528) runs each of them, in order, with ``CLOUDSDK_API_ENDPOINT_OVERRIDES_<API>`` pointing
 at a local server that records the REST requests and answers as an empty project would
 (tests/infra/recording_api.py). So: every command parses (gcloud checks arguments before
@@ -75,7 +75,7 @@ def _plans(directory: Path) -> list[list[str]]:
         ("infra/bootstrap.sh", ["--dry-run", "--secret-stdin"]),
         ("infra/deploy.sh", ["--dry-run"]),
         ("infra/set-mode.sh", ["queue", "--dry-run"]),
-        ("scripts/smoke_test.sh", ["--dry-run"]),
+        ("scripts/ops/smoke_test.sh", ["--dry-run"]),
     ):
         result = run_script(script, str(env_file), *args, env=env, stdin=STDIN)
         assert result.returncode == 0, result.output

@@ -24,7 +24,7 @@ import pytest
 from google.cloud import firestore
 
 from infra.ledger_verify import main as ledger_main
-from scripts import localstack
+from scripts.local import localstack
 from tests.conftest import Emulators
 from tests.infra.conftest import ROOT
 
@@ -200,7 +200,7 @@ def test_the_staged_requirements_cover_what_the_cli_imports(
     script = (
         "import contextlib, io, json, sys\n"
         "before = {m.split('.')[0] for m in sys.modules}\n"  # the interpreter's own start-up
-        "from scripts import ops\n"
+        "from scripts.ops import cli as ops\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    code = ops.main(['ledger', 'verify', '--json'])\n"
         "after = {m.split('.')[0] for m in sys.modules}\n"

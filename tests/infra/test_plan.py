@@ -632,7 +632,10 @@ def test_set_mode_refuses_anything_but_one_mode(
 def test_smoke_test_plan_only_reads(tmp_path: Path, trap_gcloud: TrapGcloud) -> None:
     env_file = write_env(tmp_path / "smoke.env", PROJECT=PROJECT)
     result = run_script(
-        "scripts/smoke_test.sh", str(env_file), "--dry-run", env=base_env(tmp_path, trap_gcloud.bin)
+        "scripts/ops/smoke_test.sh",
+        str(env_file),
+        "--dry-run",
+        env=base_env(tmp_path, trap_gcloud.bin),
     )
     assert result.returncode == 0, result.output
     assert trap_gcloud.calls() == []

@@ -1,4 +1,4 @@
-"""scripts/smoke_test.py against the functions served locally on the emulators.
+"""scripts/ops/smoke_test.py against the functions served locally on the emulators.
 
 The same checks a deploy runs against the live project: here the webhook and the worker
 run under functions-framework, and Firestore's REST API is the emulator's. In queue mode
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 from google.cloud import firestore
 
-from scripts import localstack
+from scripts.local import localstack
 from tests.conftest import Emulators
 from tests.infra.conftest import ROOT
 
@@ -74,7 +74,7 @@ def smoke(
 ) -> subprocess.CompletedProcess[str]:
     args = [
         sys.executable,
-        str(ROOT / "scripts" / "smoke_test.py"),
+        str(ROOT / "scripts" / "ops" / "smoke_test.py"),
         f"--project={project}",
         f"--webhook-url={served.webhook}",
         f"--firestore-url={served.firestore}",

@@ -25,10 +25,10 @@ import requests
 from google.cloud import firestore, pubsub_v1
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
+from scripts.local.tcp_proxy import TcpProxy
 from tests.conftest import Emulators
 from tests.support.oidc import CertsServer, KeyPair
-from tests.support.tcp_proxy import TcpProxy
 
 SECRET = "integration-secret"
 PREVIOUS_SECRET = "integration-previous-secret"

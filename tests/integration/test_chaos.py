@@ -1,4 +1,4 @@
-"""CI's chaos run: `scripts/chaos.py` on a small seed, as a subprocess, must hold every invariant.
+"""CI's chaos run: `scripts/proof/chaos.py` on a small seed, as a subprocess, must hold every invariant.
 
 A few hundred events over its own emulator stack, with duplicated webhooks, two worker
 SIGKILLs, one Firestore and one Pub/Sub cut, and the queue -> sync switch halfway. The full
@@ -37,7 +37,7 @@ INVARIANTS = (
 def test_small_chaos_run_holds_every_invariant(tmp_path: Path) -> None:
     argv = [
         sys.executable,
-        "scripts/chaos.py",
+        "scripts/proof/chaos.py",
         *("--seed", str(SEED), "--events", str(EVENTS), "--customers", str(CUSTOMERS)),
         *("--kills", "2", "--firestore-cuts", "1", "--pubsub-cuts", "1"),
         *("--report", str(tmp_path / "chaos.json")),

@@ -1,4 +1,4 @@
-"""CI's outage drill: ``scripts/drill.py`` on a tiny run, as a subprocess, must hold every
+"""CI's outage drill: ``scripts/proof/drill.py`` on a tiny run, as a subprocess, must hold every
 invariant, with the replay before and after reconcile.
 
 Six customers, three events each: one delivered normally, one accepted while the worker
@@ -31,7 +31,7 @@ INVARIANTS = (
 @pytest.mark.chaos
 @pytest.mark.parametrize("order", [[], ["--replay-first"]], ids=["reconcile-first", "replay-first"])
 def test_a_tiny_outage_drill_recovers_every_balance(tmp_path: Path, order: list[str]) -> None:
-    argv = [sys.executable, "scripts/drill.py", "--seed", "3", "--customers", "6", *order]
+    argv = [sys.executable, "scripts/proof/drill.py", "--seed", "3", "--customers", "6", *order]
     argv += ["--report", str(tmp_path / "drill.json")]
     done = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=BUDGET_SECONDS, check=False

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from scripts import localstack
+from scripts.local import localstack
 
 CLEAN = ("GOOGLE_CLOUD_PROJECT", "GCP_PROJECT", "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
 
@@ -87,7 +87,7 @@ def test_a_new_user_runs_the_stack_and_looks_inside_with_paynow_ops(tmp_path):
         sent = subprocess.run(
             [
                 str(clone / ".venv" / "bin" / "python"),
-                "scripts/send_webhook.py",
+                "scripts/ops/send_webhook.py",
                 "order_completed",
                 "--url",
                 f"http://127.0.0.1:{ports['webhook']}/",

@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 from paynow import runtime
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
 from tests.conftest import Emulators
 from tests.integration.conftest import (
     PREVIOUS_SECRET,

@@ -7,7 +7,7 @@ import time
 import pytest
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
 from tests.integration.conftest import SECRET, balance, ledger, send, status_of, wait_for
 
 LINES = [("gems-550", 2, 1998)]  # 1100 points

@@ -20,9 +20,9 @@ from paynow.domain import payloads
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
 
-from scripts import localstack
-from scripts import ops as cli
-from scripts.paynow_ops.clients import Ops
+from scripts.local import localstack
+from scripts.ops import cli
+from scripts.ops.clients import Ops
 from tests.infra.conftest import make_fake
 from tests.integration.conftest import (
     WORKER_MAX_ATTEMPTS,
@@ -47,7 +47,7 @@ def ops_run(stack, *args: str, **extra_env: str) -> subprocess.CompletedProcess[
         **extra_env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "scripts.ops", "--json", *args],
+        [sys.executable, "-m", "scripts.ops.cli", "--json", *args],
         cwd=localstack.ROOT,
         env=env,
         capture_output=True,
@@ -433,7 +433,7 @@ def test_a_cloud_change_without_a_terminal_is_refused_and_nothing_runs(stack):
         [
             sys.executable,
             "-m",
-            "scripts.ops",
+            "scripts.ops.cli",
             "--project",
             "demo-no-such",
             "dlq",
@@ -462,7 +462,7 @@ def on_terminal(env: dict[str, str], *args: str, answer: str | None = None) -> t
     person runs it with ``| less``: the exit code, stdout, and what the terminal showed."""
     main, child = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.ops", *args],
+        [sys.executable, "-m", "scripts.ops.cli", *args],
         cwd=localstack.ROOT,
         env={**env, "COLUMNS": "120", "TERM": "xterm"},
         stdin=child,

@@ -1,7 +1,7 @@
 """``paynow-ops paynow ...`` and ``events list`` against the stack and a local PayNow API.
 
 The CLI runs as an operator runs it (a subprocess, ``--json``), its Management API client
-talks real HTTP to ``scripts/paynow_api_server.py``, and backfill writes through the
+talks real HTTP to ``scripts/local/paynow_api_server.py``, and backfill writes through the
 emulators with the webhook's own path, in sync mode (processed by the CLI) and in queue
 mode (published, processed by the stack's worker).
 """
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from paynow.domain import payloads
 
-from scripts.paynow_api_server import PayNowApiServer
+from scripts.local.paynow_api_server import PayNowApiServer
 from tests.integration.conftest import (
     SECRET,
     balance,

@@ -21,7 +21,7 @@ from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
 from tests.integration.conftest import (
     SECRET,
     DeadLetterReader,

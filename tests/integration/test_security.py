@@ -32,7 +32,7 @@ import pytest
 import requests
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
 from tests.integration.conftest import (
     PUSH_SA,
     SECRET,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
 from tests.conftest import Emulators
 from tests.integration.conftest import balance, find_event, send
 
@@ -117,7 +117,7 @@ def test_send_webhook_signs_with_the_first_of_several_secrets(webhooks):
     env = {**os.environ, "PAYNOW_WEBHOOK_SECRET": "\n".join(reversed(CURRENT)) + "\n"}
     url = webhooks["past_grace"]
     done = subprocess.run(
-        [sys.executable, "scripts/send_webhook.py", "order_completed", "--fresh", "--url", url],
+        [sys.executable, "scripts/ops/send_webhook.py", "order_completed", "--fresh", "--url", url],
         cwd=localstack.ROOT,
         env=env,
         capture_output=True,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts import localstack
+from scripts.local import localstack
 
 STACK = localstack.ROOT / "scripts" / "stack"
 STOP_WITHIN_SECONDS = 15.0  # the contract

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.bench_profile import breakdown
+from scripts.proof.bench_profile import breakdown
 
 HANDLE = "ThreadWorker.handle (gunicorn/workers/gthread.py:553)"
 FLASK = "Flask.__call__ (flask/app.py:1536)"

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from scripts import ops as cli
-from scripts.paynow_ops import catalog
-from scripts.paynow_ops.clients import ConfigError, Ops
+from scripts.ops import catalog, cli
+from scripts.ops.clients import ConfigError, Ops
 
 pytestmark = pytest.mark.usefixtures("emulator_target")
 

@@ -17,11 +17,10 @@ from google.pubsub_v1.types import PubsubMessage, PullResponse, ReceivedMessage
 from paynow.domain.errors import DependencyUnavailable
 from pytest_mock import MockerFixture
 
-from scripts import ops as cli
-from scripts.paynow_ops import dlq as dlq_commands
-from scripts.paynow_ops import health
-from scripts.paynow_ops.clients import Ops
-from scripts.paynow_ops.dead_letters import DeadLetters
+from scripts.ops import cli, health
+from scripts.ops import dlq as dlq_commands
+from scripts.ops.clients import Ops
+from scripts.ops.dead_letters import DeadLetters
 from tests.unit import helpers
 
 pytestmark = pytest.mark.usefixtures("emulator_target")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from scripts.paynow_ops import ledger
+from scripts.ops import ledger
 
 
 def test_balances_that_equal_their_ledgers_hold():

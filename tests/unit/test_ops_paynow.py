@@ -17,8 +17,8 @@ from paynow.domain.errors import DependencyUnavailable
 from paynow.service.webhook import WebhookService
 from pytest_mock import MockerFixture
 
-from scripts.paynow_ops import paynow
-from scripts.paynow_ops.timespan import since
+from scripts.ops import paynow
+from scripts.ops.timespan import since
 from tests.unit.fakes import FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, settings
 

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from scripts import localstack
-from scripts import ops as cli
-from scripts.paynow_ops import output
-from scripts.paynow_ops.clients import Ops, UsageError
-from scripts.paynow_ops.target import NotConfirmed, Target, confirm, resolve
+from scripts.local import localstack
+from scripts.ops import cli, output
+from scripts.ops.clients import Ops, UsageError
+from scripts.ops.target import NotConfirmed, Target, confirm, resolve
 
 HOSTS = {"FIRESTORE_EMULATOR_HOST": "127.0.0.1:1", "PUBSUB_EMULATOR_HOST": "127.0.0.1:2"}
 

@@ -2,7 +2,7 @@
 
 Auth, PayNow's error bodies, pagination, the payload's two forms, retries that honour
 Retry-After, a page that is not JSON, and the settings it starts from. No emulator is
-needed: the server is ``scripts/paynow_api_server.py`` on a free port.
+needed: the server is ``scripts/local/paynow_api_server.py`` on a free port.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from paynow.config import ConfigError
 from paynow.domain import payloads
 from pytest_mock import MockerFixture
 
-from scripts.paynow_api_server import PayNowApiServer, enum_name
+from scripts.local.paynow_api_server import PayNowApiServer, enum_name
 
 KEY = "test-api-key-0123456789"
 STORE = "411486491630370816"

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from google.cloud import pubsub_v1
 
-from scripts.paynow_ops.push_subscription import Deployed, PushSettings, differences
+from scripts.ops.push_subscription import Deployed, PushSettings, differences
 from tests.unit.helpers import settings
 
 WORKER = "https://paynow-worker-abc-ew.a.run.app"

@@ -1,7 +1,7 @@
 """PayNow webhook signatures: ``verify`` and its twin ``sign``, and the secrets they use.
 
 Signature = base64(HMAC-SHA256(key=secret UTF-8, msg="{timestamp}.{raw body}")),
-timestamp in Unix milliseconds. Tests and ``scripts/send_webhook.py`` sign with
+timestamp in Unix milliseconds. Tests and ``scripts/ops/send_webhook.py`` sign with
 ``sign`` so the signer can never drift from the verifier.
 
 PayNow signs each webhook subscription (one per event type) with its own secret,

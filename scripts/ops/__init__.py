@@ -1,4 +1,4 @@
-"""The commands of ``scripts/paynow-ops`` (the CLI itself is ``scripts/ops.py``).
+"""The commands of ``scripts/paynow-ops`` (the CLI itself is ``scripts/ops/cli.py``).
 
 Importing the package puts ``functions/`` on the path, so the commands use
 the pipeline's own config, documents and adapters.

@@ -1,10 +1,11 @@
 r"""A local PayNow Management API: the webhook endpoints of PayNow's spec, over real HTTP.
 
 The recovery tooling (``scripts/paynow-ops paynow ...``) is tested against it, the outage
-drill (``scripts/drill.py``) plays PayNow with it, and a developer can run it beside
+drill (``scripts/proof/drill.py``) plays PayNow with it, and a developer can run it beside
 ``scripts/stack``:
 
-    .venv/bin/python -m scripts.paynow_api_server --webhook-url http://127.0.0.1:8080/ --failed 3
+    .venv/bin/python -m scripts.local.paynow_api_server \
+        --webhook-url http://127.0.0.1:8080/ --failed 3
 
 It answers as ``management-api.json`` describes: ``Authorization: APIKey <key>`` (401
 otherwise), ``GET /v1/stores/{storeId}/webhooks`` (``WebhookSubscriptionDto``),
@@ -39,12 +40,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
 
 STATES = ("success", "pending", "failed", "all")
 MAX_BODY = 64 * 1024

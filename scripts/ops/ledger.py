@@ -15,8 +15,8 @@ from typing import Any
 from paynow.adapters import documents
 from paynow.adapters.firestore_store import LEDGER, USERS
 
-from scripts.paynow_ops.clients import Ops
-from scripts.paynow_ops.output import track
+from scripts.ops.clients import Ops
+from scripts.ops.output import track
 
 Doc = dict[str, Any]
 

@@ -5,7 +5,7 @@ each list of dicts a table of its own, with the columns of every row in the orde
 first appear. A nested value reads ``key=value``. On a terminal the tables fit its
 width (cells of text wrap, ids and codes stay whole); piped, they are plain aligned
 text, unwrapped and uncoloured, for ``grep`` and ``awk``. ``--json`` bypasses all of
-this (``scripts/ops.py``).
+this (``scripts/ops/cli.py``).
 
 Progress bars go to stderr, only when it is a terminal, so pipes and ``--json`` readers
 never see them: ``track`` for a loop, ``progress`` when the work is counted by hand.

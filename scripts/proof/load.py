@@ -1,8 +1,8 @@
 """Sustained webhooks at a fixed concurrency against a local stack: errors, latency, memory.
 
-    .venv/bin/python scripts/load.py --seconds 180 --concurrency 16
+    .venv/bin/python scripts/proof/load.py --seconds 180 --concurrency 16
 
-Starts its own emulators and functions on free ports (``scripts.localstack``, the webhook in
+Starts its own emulators and functions on free ports (``scripts.local.localstack``, the webhook in
 queue mode, the worker behind the push subscription), sends signed ON_ORDER_COMPLETED events
 from ``--concurrency`` threads for ``--seconds``, and samples every second the RSS of each
 function's gunicorn worker process (functions-framework's process is gunicorn's arbiter; the
@@ -31,12 +31,12 @@ from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from paynow.domain import payloads
 
-from scripts import localstack
+from scripts.local import localstack
 
 PRODUCT, POINTS = "gems-100", localstack.DEMO_CATALOG["gems-100"]
 USERS = 1000

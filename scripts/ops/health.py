@@ -9,12 +9,12 @@ from typing import Any
 from paynow.adapters import firestore_store, pubsub_publisher
 from paynow.domain.records import RECEIVED
 
-from scripts.paynow_ops.clients import (
+from scripts.ops.clients import (
     CALL_TIMEOUT_SECONDS,
     Ops,
     problem,
 )
-from scripts.paynow_ops.push_subscription import Deployed, PushSettings, differences
+from scripts.ops.push_subscription import Deployed, PushSettings, differences
 
 STUCK_AFTER_SECONDS = 900  # three reconcile periods: by then reconcile should have republished it
 OK, WARN, FAIL = "ok", "warn", "fail"

@@ -32,8 +32,8 @@ from paynow.domain.errors import InvalidPayload, TransientError
 from paynow.domain.events import parse_envelope
 from paynow.service.webhook import WebhookService
 
-from scripts.paynow_ops.clients import Ops, UsageError, problem
-from scripts.paynow_ops.output import track
+from scripts.ops.clients import Ops, UsageError, problem
+from scripts.ops.output import track
 
 NOT_DONE = ("failed", "pending")  # the states backfill takes (and failed shows by default)
 OUTCOMES = ("accepted", "processed", "duplicate", "ignored", "dead_lettered")

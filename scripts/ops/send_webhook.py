@@ -1,9 +1,9 @@
 r"""Sign and send one PayNow sample event to a webhook (the local stack's by default).
 
-    .venv/bin/python scripts/send_webhook.py order_completed
+    .venv/bin/python scripts/ops/send_webhook.py order_completed
     URL=$(gcloud functions describe paynow-webhook --gen2 --region REGION \
           --format='value(serviceConfig.uri)')
-    .venv/bin/python scripts/send_webhook.py refund --url "$URL"
+    .venv/bin/python scripts/ops/send_webhook.py refund --url "$URL"
 
 The sample is re-stamped and re-signed; ``--fresh`` gives it new ids so the
 same sample can be sent again without being a duplicate. The secret comes
@@ -22,14 +22,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from paynow.domain import payloads
 from paynow.domain.signature import parse_secrets
 
-from scripts.localstack import DEMO_SECRET
+from scripts.local.localstack import DEMO_SECRET
 
 # order_completed, refund, chargeback_closed, ...: PayNow's 19 event types, without "ON_"
 NAMES = {t.removeprefix("ON_").lower(): t for t in payloads.EVENT_TYPES}

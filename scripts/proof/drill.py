@@ -1,10 +1,10 @@
 r"""The outage drill: a worker outage and a webhook outage, recovered with the operator's tools.
 
-    .venv/bin/python scripts/drill.py --seed 1 --customers 40    # the run in docs/chaos.md
-    .venv/bin/python scripts/drill.py --seed 3 --customers 6     # CI's (tests/integration)
+    .venv/bin/python scripts/proof/drill.py --seed 1 --customers 40    # the run in docs/chaos.md
+    .venv/bin/python scripts/proof/drill.py --seed 3 --customers 6     # CI's (tests/integration)
 
 It starts its own emulators, a worker and a webhook in queue mode, and a local PayNow
-(``scripts/paynow_api_server.py``) whose webhook subscriptions point at the webhook and
+(``scripts/local/paynow_api_server.py``) whose webhook subscriptions point at the webhook and
 which delivers every event itself, keeping each attempt in its history. Then:
 
 1. normal: a third of the events are delivered and processed;
@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from paynow.domain import payloads
 
-from scripts import localstack
-from scripts.paynow_api_server import PayNowApiServer
+from scripts.local import localstack
+from scripts.local.paynow_api_server import PayNowApiServer
 
 CATALOG = dict(localstack.DEMO_CATALOG)
 PACKS = ("gems-100", "gems-550", "gems-1200")
@@ -258,7 +258,7 @@ def paynow_ops(stack: Stack, *args: str) -> tuple[int, dict[str, Any], float]:
     )
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "scripts.ops", "--json", *args],
+        [sys.executable, "-m", "scripts.ops.cli", "--json", *args],
         cwd=localstack.ROOT,
         env=env,
         capture_output=True,
@@ -491,7 +491,7 @@ def _report(args: argparse.Namespace, figures: Figures, seconds: float) -> int:
     )
     print(
         f"\nDRILL {verdict}: {held}/{total} invariants held in {seconds:.0f}s "
-        f"(replay: scripts/drill.py --seed {args.seed} --customers {args.customers}"
+        f"(replay: scripts/proof/drill.py --seed {args.seed} --customers {args.customers}"
         f"{' --replay-first' if args.replay_first else ''})"
     )
     return 0 if held == total else 1

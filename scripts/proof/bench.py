@@ -1,10 +1,10 @@
 """Benchmark the pipeline on the local emulator stack, each number beside a same-run floor.
 
-    .venv/bin/python scripts/bench.py                    # --size small --out docs/benchmarks
-    .venv/bin/python scripts/bench.py --size tiny --out /tmp/bench   # < 60 s, what CI runs
-    .venv/bin/python scripts/bench.py --size full --check   # exit 1 when a ratio misses its target
+    .venv/bin/python scripts/proof/bench.py                    # --size small --out docs/benchmarks
+    .venv/bin/python scripts/proof/bench.py --size tiny --out /tmp/bench   # < 60 s, what CI runs
+    .venv/bin/python scripts/proof/bench.py --size full --check  # exit 1: a ratio misses
 
-It starts its own emulators and functions on free ports (``scripts.localstack``),
+It starts its own emulators and functions on free ports (``scripts.local.localstack``),
 stops them at the end, and writes ``results.md``, ``latency.png`` and
 ``throughput.png`` to ``--out``. Shared machines are noisy, so the targets are
 ratios against floors measured in the same run, with the clients the code
@@ -50,8 +50,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from google.cloud import firestore, pubsub_v1
 from paynow import config
@@ -64,7 +64,7 @@ from paynow.domain.records import FINAL_STATES
 from paynow.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from paynow.service.webhook import WebhookService
 
-from scripts import localstack
+from scripts.local import localstack
 
 DEFAULT_OUT = localstack.ROOT / "docs" / "benchmarks"
 PRODUCT, QUANTITY, LINE_CENTS = "gems-100", 2, 998
@@ -877,7 +877,7 @@ def markdown(res: Results, all_checks: list[Check]) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `scripts/bench.py --size {res.size_name}` on "
+        f"Written by `scripts/proof/bench.py --size {res.size_name}` on "
         f"{res.started:%Y-%m-%d %H:%M} UTC in {res.elapsed_s:.0f} s. "
         "Method and caveats: [README.md](README.md).",
         "",

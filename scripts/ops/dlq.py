@@ -20,15 +20,15 @@ from typing import Any
 from paynow.adapters import documents
 from paynow.domain.records import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
 
-from scripts.paynow_ops.clients import Ops, problem
-from scripts.paynow_ops.dead_letters import (
+from scripts.ops.clients import Ops, problem
+from scripts.ops.dead_letters import (
     DeadLetters,
     Selection,
     describe,
     error_code_of,
     event_id_of,
 )
-from scripts.paynow_ops.output import progress
+from scripts.ops.output import progress
 
 REPUBLISH, ACKNOWLEDGE, LEAVE = "republish", "acknowledge", "leave"
 

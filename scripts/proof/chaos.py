@@ -1,12 +1,12 @@
 r"""The chaos run: thousands of PayNow events through the local stack while it is being broken.
 
-    .venv/bin/python scripts/chaos.py --seed 4242 --events 2000 --customers 200   # the full run
-    .venv/bin/python scripts/chaos.py --seed 7 --events 300 --customers 40 \
+    .venv/bin/python scripts/proof/chaos.py --seed 4242 --events 2000 --customers 200  # full run
+    .venv/bin/python scripts/proof/chaos.py --seed 7 --events 300 --customers 40 \
         --kills 2 --firestore-cuts 1 --pubsub-cuts 1                             # CI's small seed
 
 docs/chaos.md describes the run, its invariants and the last full run's figures.
 
-It starts its own emulators and functions on free ports (``scripts.localstack``), runs in
+It starts its own emulators and functions on free ports (``scripts.local.localstack``), runs in
 queue mode, and meanwhile:
 
 - delivers a share of the webhooks twice, some copies at the same moment as the original,
@@ -15,7 +15,7 @@ queue mode, and meanwhile:
 - kills the worker (a functions-framework process of its own) with SIGKILL and restarts it
   on the same port, which the push subscription points at;
 - cuts the functions' Firestore and Pub/Sub connections for a few seconds through TCP
-  proxies (``tests/support/tcp_proxy.py``): the production code has no fault hooks;
+  proxies (``scripts/local/tcp_proxy.py``): the production code has no fault hooks;
 - switches from queue to sync mode halfway with messages still in flight: a sync-mode
   webhook is started, the second half goes to it, with PayNow-style retries of some
   first-half events; the queue-mode webhook is stopped once its last request is answered.
@@ -54,13 +54,13 @@ from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from paynow.domain import payloads
 
-from scripts import localstack
-from tests.support.tcp_proxy import TcpProxy
+from scripts.local import localstack
+from scripts.local.tcp_proxy import TcpProxy
 
 SECRET = localstack.DEMO_SECRET
 CATALOG = dict(localstack.DEMO_CATALOG)  # seeded into pointsCatalog and read by the model
@@ -1400,7 +1400,8 @@ def table(
             out.append(f"          ... {len(v.failures) - 10} more in the report")
     failed = [v for v in verdicts if not v.ok]
     replay = (
-        f"scripts/chaos.py --seed {args.seed} --events {args.events} --customers {args.customers}"
+        f"scripts/proof/chaos.py --seed {args.seed} --events {args.events}"
+        f" --customers {args.customers}"
     )
     out += [
         "",

@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from scripts import localstack
-from scripts.paynow_ops.clients import UsageError, problem
-from scripts.paynow_ops.target import Target, local_stack_for
+from scripts.local import localstack
+from scripts.ops.clients import UsageError, problem
+from scripts.ops.target import Target, local_stack_for
 
 MODES = ("sync", "queue")
 

@@ -12,8 +12,8 @@ from typing import Any
 from paynow.adapters.firestore_store import CATALOG
 from paynow.domain.events import is_valid_id
 
-from scripts.paynow_ops.clients import Ops, UsageError
-from scripts.paynow_ops.ledger import int_field
+from scripts.ops.clients import Ops, UsageError
+from scripts.ops.ledger import int_field
 
 REPLAY_HINT = "scripts/paynow-ops dlq replay --error-code unknown_product --dry-run"
 

@@ -2,7 +2,7 @@
 
 Used three ways, so the stack is built one way only: ``scripts/stack`` runs
 it for a developer, the test suite's session fixtures start it on free
-ports, and ``scripts/bench.py`` / ``scripts/chaos.py`` measure against it.
+ports, and ``scripts/proof/bench.py`` / ``scripts/proof/chaos.py`` measure against it.
 
 Every child runs in a process group of its own (so a Ctrl-C at the terminal
 reaches only the stack, which then stops them in its own time), which means
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 sys.path.insert(0, str(FUNCTIONS))
 
@@ -713,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  logs      {logs}\n"
             f"  target    {env_file} (scripts/paynow-ops reads it)\n"
             "Send an event from another shell:\n"
-            f"  .venv/bin/python scripts/send_webhook.py order_completed "
+            f"  .venv/bin/python scripts/ops/send_webhook.py order_completed "
             f"--url {stack.webhook_url}\n"
             "Ctrl-C stops everything.",
             flush=True,

@@ -19,7 +19,7 @@ from paynow.adapters.firestore_store import EVENTS
 from paynow.domain.events import is_valid_id
 from paynow.domain.records import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
 
-from scripts.paynow_ops.clients import CALL_TIMEOUT_SECONDS, Ops, UsageError
+from scripts.ops.clients import CALL_TIMEOUT_SECONDS, Ops, UsageError
 
 STATUSES = (RECEIVED, PROCESSED, IGNORED, DEAD_LETTERED)
 _TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")

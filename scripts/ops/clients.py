@@ -10,7 +10,7 @@ from paynow import config
 from paynow.adapters import firestore_store, pubsub_publisher
 from paynow.config import Settings
 
-from scripts.paynow_ops.dead_letters import PAGE_SIZE, DeadLetters
+from scripts.ops.dead_letters import PAGE_SIZE, DeadLetters
 
 CALL_TIMEOUT_SECONDS = 10.0
 ConfigError = config.ConfigError

@@ -1,9 +1,9 @@
 """Where a queue-mode webhook answer spends its time, sampled with py-spy inside the server.
 
-    .venv/bin/python scripts/bench_profile.py                # 30 s of sequential webhooks
-    .venv/bin/python scripts/bench_profile.py --seconds 60 --rate 1000
+    .venv/bin/python scripts/proof/bench_profile.py                # 30 s of sequential webhooks
+    .venv/bin/python scripts/proof/bench_profile.py --seconds 60 --rate 1000
 
-The bench (``scripts/bench.py``) compares answer times with floors; this says why the
+The bench (``scripts/proof/bench.py``) compares answer times with floors; this says why the
 queue answer stays above its floor. It starts the bench's stack, removes the push
 subscription (the worker stays idle, as in the bench's webhook series), sends signed
 webhooks to the queue webhook for ``--seconds``, each followed by the same call to the
@@ -27,9 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts import bench, localstack
+from scripts.local import localstack
+from scripts.proof import bench
 
 FUNCTION = "paynow_webhook"
 

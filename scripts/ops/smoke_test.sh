@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # After a deploy: signed test events to the live webhook, checked end to end, then removed.
 #
-#   scripts/smoke_test.sh ENV_FILE [--dry-run]
+#   scripts/ops/smoke_test.sh ENV_FILE [--dry-run]
 #
 # Always: an event type PayNow never sends (SMOKE_TEST), recorded as `ignored` (no points);
 # a bad signature refused; the worker, reconcile and the ledger check refusing a caller
 # without a token (Cloud Run's ingress answers 404 from outside the project). When the live
 # webhook runs queue mode, also the queue path: a cancellation of a smoke subscription
 # (no points, no catalog entry), published, pushed to the worker with Pub/Sub's OIDC token,
-# processed. The documents it wrote are deleted afterwards (scripts/smoke_test.py).
+# processed. The documents it wrote are deleted afterwards (scripts/ops/smoke_test.py).
 # The signing secret and an access token are read with gcloud into the check's
 # environment, never printed. The caller needs secretmanager.versions.access on the secret
 # and the custom role paynowSmokeTest (read and delete documents; the deployer holds both,
 # docs/cloud-setup.md).
 
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=/dev/null
 source "$ROOT/infra/lib.sh"
 parse_args "$@"
@@ -41,7 +41,7 @@ python=python3
 show gcloud secrets versions access latest --secret="$SECRET_NAME" --project="$PROJECT"
 show gcloud auth print-access-token
 note "(both into the check's environment; neither is shown)"
-check=("$python" "$ROOT/scripts/smoke_test.py" --project="$PROJECT" --webhook-url="$webhook_url"
+check=("$python" "$ROOT/scripts/ops/smoke_test.py" --project="$PROJECT" --webhook-url="$webhook_url"
   --protected-url="$worker_url" --protected-url="$reconcile_url" --protected-url="$ledger_url"
   --mode="$mode")
 show "${check[@]}"

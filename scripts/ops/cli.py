@@ -3,7 +3,7 @@
 The target is ``--project P`` (a cloud project), else the environment
 (GOOGLE_CLOUD_PROJECT, with FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for
 emulators), else the running local stack (``.local/stack.env``); every command prints
-it on stderr (``scripts/paynow_ops/target.py``). A command that changes data in a cloud
+it on stderr (``scripts/ops/target.py``). A command that changes data in a cloud
 project asks first, unless ``--yes``. It uses application default credentials on GCP,
 prints tables (``--json``, before or after the command, for scripts) and exits 1 when
 what it checks does not hold, 2 when it cannot run (a bad configuration or argument, no
@@ -40,20 +40,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.paynow_ops import clients
-from scripts.paynow_ops import paynow as paynow_api
-from scripts.paynow_ops.catalog import catalog_set, catalog_show
-from scripts.paynow_ops.clients import Ops, UsageError
-from scripts.paynow_ops.dead_letters import PAGE_SIZE
-from scripts.paynow_ops.dlq import dlq_discard, dlq_list, dlq_replay
-from scripts.paynow_ops.event_list import STATUSES, an_id, event_type, events_list
-from scripts.paynow_ops.events import event_show, reconcile
-from scripts.paynow_ops.health import STUCK_AFTER_SECONDS, health
-from scripts.paynow_ops.ledger import ledger_verify, user_show
-from scripts.paynow_ops.mode import deployed_project, webhook_mode
-from scripts.paynow_ops.output import print_result
-from scripts.paynow_ops.target import Target, confirm, resolve
-from scripts.paynow_ops.timespan import since
+from scripts.ops import clients
+from scripts.ops import paynow as paynow_api
+from scripts.ops.catalog import catalog_set, catalog_show
+from scripts.ops.clients import Ops, UsageError
+from scripts.ops.dead_letters import PAGE_SIZE
+from scripts.ops.dlq import dlq_discard, dlq_list, dlq_replay
+from scripts.ops.event_list import STATUSES, an_id, event_type, events_list
+from scripts.ops.events import event_show, reconcile
+from scripts.ops.health import STUCK_AFTER_SECONDS, health
+from scripts.ops.ledger import ledger_verify, user_show
+from scripts.ops.mode import deployed_project, webhook_mode
+from scripts.ops.output import print_result
+from scripts.ops.target import Target, confirm, resolve
+from scripts.ops.timespan import since
 
 Run = Callable[[Ops, argparse.Namespace], tuple[dict[str, Any], bool]]
 

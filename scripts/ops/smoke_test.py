@@ -1,4 +1,4 @@
-"""Smoke test of a deployed pipeline (``scripts/smoke_test.sh`` runs it after a deploy).
+"""Smoke test of a deployed pipeline (``scripts/ops/smoke_test.sh`` runs it after a deploy).
 
 Checks, each printed as ok / FAIL, exit status 1 if any fails:
 1. a signed SMOKE_TEST event is answered 200 ``ignored`` by the webhook;
@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 
 from paynow.domain.payloads import signed, subscription
 from paynow.domain.signature import SecretListError, parse_secrets

@@ -11,9 +11,9 @@ from paynow.domain.messages import DeadLetter, QueueMessage
 from paynow.service.ports import PendingPublish, Publisher
 from paynow.service.reconcile import ReconcileService
 
-from scripts.paynow_ops.clients import Ops
-from scripts.paynow_ops.dead_letters import event_id_of
-from scripts.paynow_ops.output import progress
+from scripts.ops.clients import Ops
+from scripts.ops.dead_letters import event_id_of
+from scripts.ops.output import progress
 
 
 def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
