@@ -352,10 +352,15 @@ def start_function(
     port: int,
     env: Mapping[str, str],
     *,
+    source: Path = FUNCTIONS / "main.py",
     logs: Path | None = None,
     started: list[Process] | None = None,
 ) -> Process:
-    """Serve one target with functions-framework, as Cloud Functions does (gunicorn, threads)."""
+    """Serve one target with functions-framework, as Cloud Functions does (gunicorn, threads).
+
+    ``source``: the file that defines ``target`` (the functions' ``main.py`` unless a tool
+    serves targets of its own, as the benchmark does its floors).
+    """
     proc = spawn(
         name,
         [
@@ -365,7 +370,7 @@ def start_function(
             "--target",
             target,
             "--source",
-            str(FUNCTIONS / "main.py"),
+            str(source),
             "--host",
             "127.0.0.1",
             "--port",
