@@ -184,6 +184,9 @@ def markdown(res: Results, all_checks: list[Check]) -> str:
         "|---|---|---|---|---|---|---|",
         *(_row(seq[name], res.sequential[name]) for name in res.sequential),
         "",
+        f"`webhookEvents` held {res.stored_before} records when these began and "
+        f"{res.stored_after} when they ended: the emulator answers a query by scanning them.",
+        "",
         "## Where the time goes (p50, ms)",
         "",
         "Each column adds one layer: the floor's work alone in the bench's process (raw), the "

@@ -29,6 +29,7 @@ SERVE, QUEUE_FLOOR, SYNC_FLOOR, PEER = "serve floor", "queue floor", "sync floor
 QUEUE, SYNC = "webhook queue", "webhook sync"
 RAW_QUEUE, RAW_SYNC = "raw queue work", "raw sync work"
 SERVICE_QUEUE, SERVICE_SYNC = "service in-process: queue", "service in-process: sync"
+PENDING = "pending query (sync's wait)"
 # Under load: the code over HTTP beside the raw floor from a pool of the same size.
 RAW_QUEUE_POOL, RAW_SYNC_POOL = "raw floor: create ∥ publish", "raw floor: credit transaction"
 STEADY_RATE = 50.0
@@ -72,6 +73,8 @@ class Results:
     burst: Flow | None = None
     cold: dict[str, list[float]] = field(default_factory=dict)
     threads: dict[str, int] = field(default_factory=dict)
+    stored_before: int = 0  # webhookEvents records when the sequential series began
+    stored_after: int = 0  # and when they ended
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     elapsed_s: float = 0.0
 
@@ -99,6 +102,7 @@ def run(size_name: str) -> Results:
             (SERVICE_QUEUE, work.queue_service),
             (RAW_SYNC, work.raw_sync_work),
             (SERVICE_SYNC, work.sync_service),
+            (PENDING, work.pending_query),
         ]
         say("warming up clients and servers")
         for _ in range(20):
@@ -106,7 +110,9 @@ def run(size_name: str) -> Results:
                 op()
 
         say(f"sequential: {size.sequential} each, interleaved in {size.rounds} rounds")
+        res.stored_before = work.stored_events()
         res.sequential = interleaved(sequential, size.sequential, size.rounds)
+        res.stored_after = work.stored_events()
 
         say(f"load {size.levels}: {size.per_level} requests a series, {size.load_rounds} rounds")
         webhook_pid = localstack.gunicorn_worker_pid(stack.processes[QUEUE])
@@ -133,8 +139,9 @@ def run(size_name: str) -> Results:
         say("worker: push attached")
         work.attach_worker()
         customers = [f"bench-{os.getpid()}-many-c{i}" for i in range(size.worker_events)]
-        for _ in range(3):  # the worker's first requests create its clients
-            work.post(QUEUE, "accepted")
+        # A round not counted: the worker's clients, the emulators' push and transaction
+        # paths warm up (the first round ran at about two thirds of the next ones).
+        work.backlog("warm-up", [work.ids("warm", c) for c in customers], 8)
         for r in range(size.worker_rounds):
             backlog = [work.ids("many", c) for c in customers]
             res.worker.append(work.backlog(f"many customers, round {r + 1}", backlog, 8))
