@@ -11,7 +11,7 @@
 #              offline plan for an empty project.
 # Every resource a step looks at gets one plan line (plan_item), in every mode.
 
-# --- names fixed by the contract (docs: ARCHITECTURE.md); not settings --------
+# --- names fixed by the contract (docs/contract.md); not settings --------
 readonly TOPIC=paynow-events
 readonly DLQ_TOPIC=paynow-events-dlq
 readonly PUSH_SUBSCRIPTION=paynow-events-push

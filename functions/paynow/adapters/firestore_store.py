@@ -1,6 +1,6 @@
 """The event store on Firestore: records, the points transaction, indexes, ledger.
 
-Collections and fields are the contract of ARCHITECTURE.md. The transaction
+Collections and fields are the contract (docs/contract.md). The transaction
 reads everything an event's rule needs in one ``get_all`` round trip (event
 record, catalog entries, order, subscription), then writes the balance (as
 an increment, so the user document is never read and never contended), the
