@@ -22,7 +22,6 @@ import pytest
 from google.cloud import firestore
 
 from scripts.local import localstack
-from tests.conftest import Emulators
 from tests.infra.conftest import ROOT
 
 SECRET = f"smoke-secret-{uuid.uuid4().hex}"
@@ -36,7 +35,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(emulators: Emulators) -> Iterator[Served]:
+def served(emulators: localstack.Emulators) -> Iterator[Served]:
     env = localstack.function_env(
         pubsub_host=emulators.pubsub_host,
         firestore_host=emulators.firestore_host,
@@ -149,7 +148,7 @@ class Queued:
 
 
 @pytest.fixture(scope="module")
-def queued(emulators: Emulators) -> Iterator[Queued]:
+def queued(emulators: localstack.Emulators) -> Iterator[Queued]:
     """A webhook in queue mode and a worker behind the emulator's push subscription, in a
     project of their own (so any document left behind is the smoke test's)."""
     project = f"demo-smoke-{uuid.uuid4().hex[:8]}"
@@ -191,7 +190,7 @@ def test_queue_mode_goes_through_push_and_the_worker_then_cleans_up(queued: Queu
     assert _documents(queued.db) == []  # records, subscription, queued count: all gone
 
 
-def test_queue_mode_fails_when_nothing_processes_the_event(emulators: Emulators) -> None:
+def test_queue_mode_fails_when_nothing_processes_the_event(emulators: localstack.Emulators) -> None:
     """A push endpoint nobody answers: the event stays received, the check fails, and what
     it wrote is left to be looked at (and named)."""
     project = f"demo-smoke-{uuid.uuid4().hex[:8]}"
