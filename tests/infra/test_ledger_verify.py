@@ -128,13 +128,8 @@ def test_anything_but_post_is_refused(served: Served) -> None:
     assert status == 405 and body["error"] == "method_not_allowed"
 
 
-def test_a_check_that_cannot_run_answers_503_and_says_why(
-    tmp_path: Path, emulators: localstack.Emulators
-) -> None:
-    source = stage(tmp_path / "staged")
-    env = staged_env(emulators, "unused", source)
-    del env["GOOGLE_CLOUD_PROJECT"]  # the CLI refuses to start: exit 2
-    script = "import json, main; code, verdict = main.run_check(60); print(json.dumps(main.summary(code, verdict)))"
+def _run_staged(source: Path, env: dict[str, str], script: str) -> Any:
+    """``python -c SCRIPT`` in the staged directory; the JSON of its last line."""
     proc = subprocess.run(
         [sys.executable, "-c", script],
         cwd=source,
@@ -145,7 +140,17 @@ def test_a_check_that_cannot_run_answers_503_and_says_why(
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.splitlines()[-1])
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_a_check_that_cannot_run_answers_503_and_says_why(
+    tmp_path: Path, emulators: localstack.Emulators
+) -> None:
+    source = stage(tmp_path / "staged")
+    env = staged_env(emulators, "unused", source)
+    del env["GOOGLE_CLOUD_PROJECT"]  # the CLI refuses to start: exit 2
+    script = "import json, main; code, verdict = main.run_check(60); print(json.dumps(main.summary(code, verdict)))"
+    summary = _run_staged(source, env, script)
     assert summary["outcome"] == "error" and "GOOGLE_CLOUD_PROJECT" in summary["error"]
 
 
@@ -186,17 +191,7 @@ def test_the_staged_requirements_cover_what_the_cli_imports(
         "after = {m.split('.')[0] for m in sys.modules}\n"
         "print(json.dumps({'code': code, 'modules': sorted(after - before)}))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=source,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.splitlines()[-1])
+    result = _run_staged(source, env, script)
     assert result["code"] == 0
     pinned = {
         line.split("==")[0].strip()

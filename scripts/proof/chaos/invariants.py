@@ -80,25 +80,27 @@ def every_event_ended_as_modelled(ev: Evidence) -> Verdict:
     return verdict("every event ended as the model says", wrong, len(ev.events), "events")
 
 
+def _differ(
+    balances: dict[str, int], other: dict[str, int], users: list[str], what: str
+) -> list[str]:
+    """Each user whose balance is not ``other``'s figure for them (``what`` names it)."""
+    return [
+        f"{u}: balance {balances.get(u, 0)}, {what} {other.get(u, 0)}"
+        for u in users
+        if balances.get(u, 0) != other.get(u, 0)
+    ]
+
+
 def balances_equal_the_model(ev: Evidence) -> Verdict:
     users = ev.users()
-    balances, model = ev.world.balances, ev.model.balances
-    off = [
-        f"{u}: balance {balances.get(u, 0)}, model {model.get(u, 0)}"
-        for u in users
-        if balances.get(u, 0) != model.get(u, 0)
-    ]
+    off = _differ(ev.world.balances, ev.model.balances, users, "model")
     return verdict("every user's balance equals the model's", off, len(users), "users")
 
 
 def balances_equal_ledger_sums(ev: Evidence) -> Verdict:
-    sums, balances = ev.ledger_sums(), ev.world.balances
+    sums = ev.ledger_sums()
     users = sorted(set(ev.users()) | set(sums))
-    off = [
-        f"{u}: balance {balances.get(u, 0)}, ledger sum {sums.get(u, 0)}"
-        for u in users
-        if balances.get(u, 0) != sums.get(u, 0)
-    ]
+    off = _differ(ev.world.balances, sums, users, "ledger sum")
     return verdict("every user's balance equals their ledger sum", off, len(users), "users")
 
 
