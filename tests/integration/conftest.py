@@ -14,10 +14,13 @@ Every test uses its own ids, so tests never see each other's users or orders.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -161,6 +164,22 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: flo
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
+
+
+def run_proof_tool(argv: list[str], report: Path, budget: float) -> tuple[str, dict[str, Any]]:
+    """A proof tool (``scripts/proof/...``) as a subprocess of the repository's root, which
+    must exit 0 within ``budget`` seconds: its stdout and its JSON report (``--report``)."""
+    done = subprocess.run(
+        [sys.executable, *argv, "--report", str(report)],
+        cwd=localstack.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=budget,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, f"{out[-6000:]}\n--- stderr ---\n{done.stderr[-3000:]}"
+    return out, json.loads(report.read_text())
 
 
 def send(

@@ -9,14 +9,12 @@ the run's table; replay it with the seed in its last line.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.conftest import run_proof_tool
+
 SEED, EVENTS, CUSTOMERS = 7, 300, 40
 BUDGET_SECONDS = 230  # the whole test stays under four minutes on the 2-core CI machine
 INVARIANTS = (
@@ -36,20 +34,12 @@ INVARIANTS = (
 @pytest.mark.emulators
 @pytest.mark.chaos
 def test_small_chaos_run_holds_every_invariant(tmp_path: Path) -> None:
-    path = tmp_path / "chaos.json"
     argv = [
-        sys.executable,
         "scripts/proof/chaos",
         *("--seed", str(SEED), "--events", str(EVENTS), "--customers", str(CUSTOMERS)),
         *("--kills", "2", "--firestore-cuts", "1", "--pubsub-cuts", "1"),
-        *("--report", str(path)),
     ]
-    done = subprocess.run(
-        argv, cwd=ROOT, capture_output=True, text=True, timeout=BUDGET_SECONDS, check=False
-    )
-    out = done.stdout
-    assert done.returncode == 0, f"{out[-6000:]}\n--- stderr ---\n{done.stderr[-3000:]}"
-    report = json.loads(path.read_text())
+    out, report = run_proof_tool(argv, tmp_path / "chaos.json", BUDGET_SECONDS)
     verdicts = {v["name"]: v["ok"] for v in report["verdicts"]}
     for name in INVARIANTS:
         assert verdicts.get(name) is True, f"no PASS for {name}"

@@ -9,14 +9,12 @@ with more customers.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.conftest import run_proof_tool
+
 BUDGET_SECONDS = 150
 INVARIANTS = (
     "every balance equals the model's",
@@ -31,15 +29,8 @@ INVARIANTS = (
 @pytest.mark.chaos
 @pytest.mark.parametrize("order", [[], ["--replay-first"]], ids=["reconcile-first", "replay-first"])
 def test_a_tiny_outage_drill_recovers_every_balance(tmp_path: Path, order: list[str]) -> None:
-    path = tmp_path / "drill.json"
-    argv = [sys.executable, "scripts/proof/drill.py", "--seed", "3", "--customers", "6", *order]
-    argv += ["--report", str(path)]
-    done = subprocess.run(
-        argv, cwd=ROOT, capture_output=True, text=True, timeout=BUDGET_SECONDS, check=False
-    )
-    out = done.stdout
-    assert done.returncode == 0, f"{out[-4000:]}\n--- stderr ---\n{done.stderr[-3000:]}"
-    report = json.loads(path.read_text())
+    argv = ["scripts/proof/drill.py", "--seed", "3", "--customers", "6", *order]
+    out, report = run_proof_tool(argv, tmp_path / "drill.json", BUDGET_SECONDS)
     verdicts = {v["name"]: v["ok"] for v in report["verdicts"]}
     assert verdicts == dict.fromkeys(INVARIANTS, True)
     counts = report["counts"]

@@ -129,36 +129,28 @@ def run_switch(
     db: Any,
     switch: Switch,
 ) -> None:
-    """Start a sync-mode webhook, move PayNow's traffic to it, retry some first-half events."""
+    """Start a sync-mode webhook, move PayNow's traffic to it, retry some first-half events,
+    and stop the queue-mode webhook once its last request is answered. A failure is noted
+    in ``switch.error`` (a harness failure: the run did not switch)."""
     try:
-        _switch(stack, driver, queue_webhook, db, switch)
-    except Exception as exc:  # reported as a harness failure: the run did not switch
+        switch.started = time.monotonic()
+        sync = stack.start_sync_webhook()
+        switch.in_flight = count_received(db, limit=5000)
+        driver.switch_to(sync.address, "sync")
+        switch.flipped = time.monotonic()
+        switch.at_event = driver.released
+        say(
+            "chaos",
+            f"switched to sync mode at event {switch.at_event}: {switch.in_flight} still received",
+        )
+        retries = [e for e in driver.events[: switch.at_event] if e.switch_retry]
+        switch.retried = len(retries)
+        for k, event in enumerate(retries):
+            # A retry of what PayNow already delivered: never ahead of the original's 2xx.
+            driver.send_copy(event, "switch", time.monotonic() + 0.05 * k, after_2xx=True)
+        while driver.inflight("queue"):
+            time.sleep(0.05)
+        queue_webhook.stop()
+        switch.queue_webhook_stopped = time.monotonic()
+    except Exception as exc:
         switch.error = f"{type(exc).__name__}: {exc}"
-
-
-def _switch(
-    stack: ChaosStack,
-    driver: Driver,
-    queue_webhook: localstack.Process,
-    db: Any,
-    switch: Switch,
-) -> None:
-    switch.started = time.monotonic()
-    sync = stack.start_sync_webhook()
-    switch.in_flight = count_received(db, limit=5000)
-    driver.switch_to(sync.address, "sync")
-    switch.flipped = time.monotonic()
-    switch.at_event = driver.released
-    say(
-        "chaos",
-        f"switched to sync mode at event {switch.at_event}: {switch.in_flight} still received",
-    )
-    retries = [e for e in driver.events[: switch.at_event] if e.switch_retry]
-    switch.retried = len(retries)
-    for k, event in enumerate(retries):
-        # A retry of what PayNow already delivered: never ahead of the original's 2xx.
-        driver.send_copy(event, "switch", time.monotonic() + 0.05 * k, after_2xx=True)
-    while driver.inflight("queue"):
-        time.sleep(0.05)
-    queue_webhook.stop()
-    switch.queue_webhook_stopped = time.monotonic()

@@ -60,6 +60,20 @@ class Figures:
         )
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A finished run, as the table and the report show it."""
+
+    args: argparse.Namespace
+    evidence: Evidence
+    figures: Figures
+    switch: Switch
+    reconcile: dict[str, Any]
+    verdicts: list[Verdict]
+    elapsed: float
+    logs: list[str]
+
+
 def _row(label: str, *cells: object) -> str:
     return f"  {label:<52}" + "".join(f"{c!s:>12}" for c in cells)
 
@@ -68,14 +82,13 @@ def replay_command(args: argparse.Namespace) -> str:
     return f"{COMMAND} --seed {args.seed} --events {args.events} --customers {args.customers}"
 
 
-def summary(
-    args: argparse.Namespace, figures: Figures, verdicts: list[Verdict], elapsed: float
-) -> str:
+def summary(run: Outcome) -> str:
     """The last line: the verdict, the run in numbers, and how to replay it."""
-    cuts = sum(figures.cuts.values())
+    args, figures = run.args, run.figures
     return (
-        f"CHAOS {held(verdicts)}; seed {args.seed}, {args.events} events, {figures.kills} kills, "
-        f"{cuts} cuts, {figures.delivered_twice} events delivered twice, {elapsed:.0f}s "
+        f"CHAOS {held(run.verdicts)}; seed {args.seed}, {args.events} events, "
+        f"{figures.kills} kills, {sum(figures.cuts.values())} cuts, "
+        f"{figures.delivered_twice} events delivered twice, {run.elapsed:.0f}s "
         f"(replay: {replay_command(args)})"
     )
 
@@ -178,54 +191,40 @@ def _verdicts(figures: Figures, verdicts: list[Verdict]) -> list[str]:
     return out
 
 
-def table(
-    args: argparse.Namespace,
-    ev: Evidence,
-    figures: Figures,
-    switch: Switch,
-    reconcile: dict[str, Any],
-    verdicts: list[Verdict],
-) -> list[str]:
+def table(run: Outcome) -> list[str]:
     """Every section of the printed table, a blank line between them (no summary line)."""
+    ev, switch = run.evidence, run.switch
     head = (
-        f"chaos run: seed {args.seed}, {len(ev.events)} events, {args.customers} customers, "
-        f"queue mode, switch to sync at event {switch.at_event}"
+        f"chaos run: seed {run.args.seed}, {len(ev.events)} events, {run.args.customers} "
+        f"customers, queue mode, switch to sync at event {switch.at_event}"
     )
     sections = [
         [head],
-        _faults(ev, figures, switch, reconcile),
+        _faults(ev, run.figures, switch, run.reconcile),
         _outcomes(ev),
         _reversals(ev),
         _answers(ev),
-        _verdicts(figures, verdicts),
+        _verdicts(run.figures, run.verdicts),
     ]
     return [line for n, section in enumerate(sections) for line in (*([""] if n else []), *section)]
 
 
-def report(
-    args: argparse.Namespace,
-    ev: Evidence,
-    figures: Figures,
-    switch: Switch,
-    reconcile: dict[str, Any],
-    verdicts: list[Verdict],
-    elapsed: float,
-    logs: list[str],
-) -> dict[str, Any]:
+def report(run: Outcome) -> dict[str, Any]:
     """The JSON report: the verdict and figures first, then every answer and fault."""
+    verdicts = run.verdicts
     return {
-        "seed": args.seed,
-        "args": vars(args),
+        "seed": run.args.seed,
+        "args": vars(run.args),
         "pass": all(v.ok for v in verdicts),
         "held": sum(v.ok for v in verdicts),
         "invariants": len(verdicts),
-        "elapsedSeconds": round(elapsed, 1),
-        "figures": asdict(figures),
-        "replay": replay_command(args),
-        "switch": asdict(switch),
-        "reconcile": reconcile,
+        "elapsedSeconds": round(run.elapsed, 1),
+        "figures": asdict(run.figures),
+        "replay": replay_command(run.args),
+        "switch": asdict(run.switch),
+        "reconcile": run.reconcile,
         "verdicts": [asdict(v) for v in verdicts],
-        "faults": [asdict(f) for f in ev.plan],
-        "answers": [asdict(a) for a in ev.answers],
-        "logs": logs,
+        "faults": [asdict(f) for f in run.evidence.plan],
+        "answers": [asdict(a) for a in run.evidence.answers],
+        "logs": run.logs,
     }

@@ -22,7 +22,7 @@ from scripts.local import localstack
 from scripts.proof.chaos.driver import Driver
 from scripts.proof.chaos.faults import Fault, Faults, Switch, fault_plan, run_switch
 from scripts.proof.chaos.invariants import Evidence, check
-from scripts.proof.chaos.report import Figures, report, summary, table
+from scripts.proof.chaos.report import Figures, Outcome, report, summary, table
 from scripts.proof.chaos.scenario import generate
 from scripts.proof.chaos.stack import ChaosStack
 from scripts.proof.chaos.world import DeadLetters, read_world, wait_quiescent
@@ -137,16 +137,18 @@ def run(args: argparse.Namespace) -> int:
             verdicts.append(
                 Verdict("every planned fault and delivery happened", False, "", harness)
             )
-        elapsed = time.monotonic() - began
-        figures = Figures.of(evidence, sent.switch)
-        lines = table(args, evidence, figures, sent.switch, reconciled, verdicts)
-        write_report(
-            args.report,
-            report(
-                args, evidence, figures, sent.switch, reconciled, verdicts, elapsed, stack.logs()
-            ),
+        outcome = Outcome(
+            args,
+            evidence,
+            Figures.of(evidence, sent.switch),
+            sent.switch,
+            reconciled,
+            verdicts,
+            time.monotonic() - began,
+            stack.logs(),
         )
-    lines += ["", f"report: {args.report}", "", summary(args, figures, verdicts, elapsed)]
+        write_report(args.report, report(outcome))
+    lines = [*table(outcome), "", f"report: {args.report}", "", summary(outcome)]
     print("\n".join(lines), flush=True)
     return 0 if all(v.ok for v in verdicts) else 1
 
