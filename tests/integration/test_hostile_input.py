@@ -44,7 +44,6 @@ from paynow import runtime
 from paynow.domain import payloads
 
 from scripts.local import localstack
-from tests.conftest import Emulators
 from tests.integration.conftest import (
     PREVIOUS_SECRET,
     SECRET,
@@ -363,7 +362,7 @@ class InProcess:
     a fresh instance would start; the environment is restored when the module ends.
     """
 
-    def __init__(self, emulators: Emulators, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, emulators: localstack.Emulators, monkeypatch: pytest.MonkeyPatch) -> None:
         self.emulators = emulators
         self.env = monkeypatch
         self.current: tuple[str, str] | None = None
@@ -461,7 +460,7 @@ def reset_runtime() -> None:
 
 
 @pytest.fixture(scope="module")
-def inprocess(emulators: Emulators) -> Iterator[InProcess]:
+def inprocess(emulators: localstack.Emulators) -> Iterator[InProcess]:
     import sys
 
     saved_main = sys.modules.get("main")
