@@ -11,7 +11,7 @@
 #              offline plan for an empty project.
 # Every resource a step looks at gets one plan line (plan_item), in every mode.
 
-# --- names fixed by the contract (docs: ARCHITECTURE.md); not settings --------
+# --- names fixed by the contract (docs/contract.md); not settings --------
 readonly TOPIC=paynow-events
 readonly DLQ_TOPIC=paynow-events-dlq
 readonly PUSH_SUBSCRIPTION=paynow-events-push
@@ -439,6 +439,20 @@ query() {
 readonly FUNCTION_FIELDS=(source runtime entryPoint buildServiceAccount serviceAccount ingress
   memory cpu concurrency minInstances maxInstances timeout environment secrets)
 readonly FUNCTION_FORMAT='value[separator="|"](state,labels.deploy-hash,serviceConfig.uri,serviceConfig.service.basename(),labels.deploy-source,buildConfig.runtime,buildConfig.entryPoint,buildConfig.serviceAccount,serviceConfig.serviceAccountEmail,serviceConfig.ingressSettings,serviceConfig.availableMemory,serviceConfig.availableCpu,serviceConfig.maxInstanceRequestConcurrency,serviceConfig.minInstanceCount,serviceConfig.maxInstanceCount,serviceConfig.timeoutSeconds,serviceConfig.environmentVariables.list(),serviceConfig.secretEnvironmentVariables.map().format("{0}={1}:{2}",key,secret,version).list())'
+
+# describe_role ID PERMISSION...: the project's custom role ID against the permissions it
+# should hold; sets ROLE_WANT (those, sorted, comma-separated), ROLE_HAVE (its own, the same
+# way) and ROLE_DELETED (True when deleted); returns 1 when absent (as query does).
+describe_role() {
+  local id=$1 out perms
+  shift
+  ROLE_WANT=$(printf '%s\n' "$@" | LC_ALL=C sort | paste -sd, -)
+  ROLE_HAVE='' ROLE_DELETED=''
+  query out gcloud iam roles describe "$id" --project="$PROJECT" \
+    --format='value[separator="|"](includedPermissions.join(","),deleted)' || return 1
+  IFS='|' read -r perms ROLE_DELETED <<<"$out"
+  ROLE_HAVE=$(tr , '\n' <<<"$perms" | LC_ALL=C sort | paste -sd, -)
+}
 
 # describe_function NAME: sets FN_STATE FN_HASH FN_URL FN_SERVICE, and FN_LIVE (the
 # FUNCTION_FIELDS); returns 1 when absent.

@@ -8,48 +8,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from scripts.local import localstack
 
 
-@dataclass(frozen=True)
-class Emulators:
-    pubsub_host: str
-    firestore_host: str
-    project: str = localstack.PROJECT
-
-
 @pytest.fixture(scope="session")
-def emulators() -> Iterator[Emulators]:
-    pubsub = localstack.start_pubsub_emulator(localstack.free_port())
-    try:
-        firestore = localstack.start_firestore_emulator(localstack.free_port())
-    except BaseException:
-        pubsub.stop()
-        raise
-    hosts = Emulators(pubsub_host=pubsub.address, firestore_host=firestore.address)
-    saved = {
-        k: os.environ.get(k)
-        for k in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")
-    }
-    os.environ.update(
-        PUBSUB_EMULATOR_HOST=hosts.pubsub_host,
-        FIRESTORE_EMULATOR_HOST=hosts.firestore_host,
-        GOOGLE_CLOUD_PROJECT=hosts.project,
-    )
-    try:
-        yield hosts
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        firestore.stop()
-        pubsub.stop()
+def emulators() -> Iterator[localstack.Emulators]:
+    """Both emulators on free ports, and this process's Google clients pointed at them."""
+    with localstack.LocalRun() as run:
+        hosts = run.emulators()
+        with hosts.env():
+            yield hosts
 
 
 # --- Hypothesis profiles: "ci" by default, "full" with HYPOTHESIS_PROFILE=full ---------------

@@ -37,28 +37,24 @@ export INFRA_CREATES_AGENT=1 # the Pub/Sub service agent is created here when mi
 # ensure_role ID TITLE PERMISSION...: a custom role of the project with exactly these
 # permissions (created, updated, or undeleted when it was deleted).
 ensure_role() {
-  local id=$1 title=$2 out perms deleted want have
+  local id=$1 title=$2
   shift 2
-  want=$(printf '%s\n' "$@" | LC_ALL=C sort | paste -sd, -)
-  if query out gcloud iam roles describe "$id" --project="$PROJECT" \
-    --format='value[separator="|"](includedPermissions.join(","),deleted)'; then
-    IFS='|' read -r perms deleted <<<"$out"
-    have=$(tr , '\n' <<<"$perms" | LC_ALL=C sort | paste -sd, -)
-    if [[ $deleted == True ]]; then
+  if describe_role "$id" "$@"; then
+    if [[ $ROLE_DELETED == True ]]; then
       plan_item update "custom role $id" "undelete"
       run gcloud iam roles undelete "$id" --project="$PROJECT" --format=none
     fi
-    if [[ $have == "$want" ]]; then
-      [[ $deleted == True ]] || plan_item unchanged "custom role $id"
+    if [[ $ROLE_HAVE == "$ROLE_WANT" ]]; then
+      [[ $ROLE_DELETED == True ]] || plan_item unchanged "custom role $id"
     else
-      plan_item update "custom role $id" "permissions '$have' -> '$want'"
-      run gcloud iam roles update "$id" --project="$PROJECT" --permissions="$want" \
+      plan_item update "custom role $id" "permissions '$ROLE_HAVE' -> '$ROLE_WANT'"
+      run gcloud iam roles update "$id" --project="$PROJECT" --permissions="$ROLE_WANT" \
         --stage=GA --quiet --format=none
     fi
   else
-    plan_item create "custom role $id" "$want"
+    plan_item create "custom role $id" "$ROLE_WANT"
     run gcloud iam roles create "$id" --project="$PROJECT" --title="$title" \
-      --description="PayNow pipeline (infra/steps/access.sh)" --permissions="$want" \
+      --description="PayNow pipeline (infra/steps/access.sh)" --permissions="$ROLE_WANT" \
       --stage=GA --format=none
   fi
 }

@@ -180,17 +180,13 @@ done
 
 # check_role ID PERMISSION...: the custom role exists, is not deleted, and has exactly these.
 check_role() {
-  local id=$1 out perms deleted want have
+  local id=$1
   shift
-  want=$(printf '%s\n' "$@" | LC_ALL=C sort | paste -sd, -)
-  if query out gcloud iam roles describe "$id" --project="$PROJECT" \
-    --format='value[separator="|"](includedPermissions.join(","),deleted)'; then
-    IFS='|' read -r perms deleted <<<"$out"
-    have=$(tr , '\n' <<<"$perms" | LC_ALL=C sort | paste -sd, -)
-    if [[ $deleted == True ]]; then
+  if describe_role "$id" "$@"; then
+    if [[ $ROLE_DELETED == True ]]; then
       missing "custom role $id" "deleted; $BOOTSTRAP undeletes it"
-    elif [[ $have != "$want" ]]; then
-      missing "custom role $id" "has '$have', needs '$want'; $BOOTSTRAP updates it"
+    elif [[ $ROLE_HAVE != "$ROLE_WANT" ]]; then
+      missing "custom role $id" "has '$ROLE_HAVE', needs '$ROLE_WANT'; $BOOTSTRAP updates it"
     fi
   elif judge; then
     missing "custom role $id" "does not exist; $BOOTSTRAP creates it"

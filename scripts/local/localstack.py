@@ -1,8 +1,13 @@
 """The local stack: official emulators, topics and subscriptions, a demo catalog, both functions.
 
-Used three ways, so the stack is built one way only: ``scripts/stack`` runs
-it for a developer, the test suite's session fixtures start it on free
-ports, and ``scripts/proof/bench.py`` / ``scripts/proof/chaos.py`` measure against it.
+The one way emulators, functions and TCP proxies are started, stopped and
+waited for: ``scripts/stack`` runs the stack for a developer (``up``), the test
+suite's fixtures start its pieces on free ports, and the proof tools
+(``scripts/proof/``: chaos, drill, load, bench) run against them. A harness
+that starts several pieces keeps them in one ``LocalRun``, which starts
+emulators side by side, functions side by side (optionally with each log line
+stamped with the monotonic clock), proxies a test can cut, and stops them all
+at once.
 
 Every child runs in a process group of its own (so a Ctrl-C at the terminal
 reaches only the stack, which then stops them in its own time), which means
@@ -31,12 +36,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 sys.path.insert(0, str(FUNCTIONS))
 
 from paynow.domain import payloads  # noqa: E402
+
+if TYPE_CHECKING:
+    from scripts.local.tcp_proxy import TcpProxy
 
 LOCAL = ROOT / ".local"
 LOGS = LOCAL / "logs"
@@ -241,25 +250,51 @@ def spawn(
     *,
     logs: Path | None = None,
     started: list[Process] | None = None,
+    stamped: bool = False,
 ) -> Process:
     """Start ``argv`` in a new session, its output to ``logs/NAME.log``; appended to
-    ``started`` before anything can interrupt, so whoever stops that list stops it too."""
+    ``started`` before anything can interrupt, so whoever stops that list stops it too.
+
+    ``stamped``: every log line starts with ``time.monotonic()`` (``%.3f``), the clock a
+    harness records its own events with, so a failure's log lines can be set beside them
+    (the functions' JSON lines carry no time of their own).
+    """
     logs = LOGS if logs is None else logs
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
-    with log.open("wb") as out, _signals_held():
-        popen = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    out = log.open("wb")
+    try:
+        with _signals_held():
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=dict(env) if env is not None else None,
+                stdout=subprocess.PIPE if stamped else out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            proc = Process(name, popen, log)
+            if started is not None:
+                started.append(proc)
+    except BaseException:
+        out.close()
+        raise
+    if stamped:
+        copier = threading.Thread(
+            target=_copy_stamped, args=(popen, out), name=f"log-{name}", daemon=True
         )
-        proc = Process(name, popen, log)
-        if started is not None:
-            started.append(proc)
+        copier.start()
+    else:
+        out.close()
     return proc
+
+
+def _copy_stamped(popen: subprocess.Popen[bytes], out: BinaryIO) -> None:
+    """Copy the child's output to its log line by line, each behind the monotonic clock."""
+    with out:
+        for line in popen.stdout or ():
+            out.write(f"{time.monotonic():.3f} ".encode() + line)
+            out.flush()
 
 
 def wait_http(url: str, proc: Process, timeout: float = 90.0, ok: tuple[int, ...] = (200,)) -> None:
@@ -281,6 +316,29 @@ def wait_http(url: str, proc: Process, timeout: float = 90.0, ok: tuple[int, ...
     raise RuntimeError(f"{proc.name} did not answer at {url} in {timeout}s:\n{proc.log_tail()}")
 
 
+def _pubsub_argv(port: int, project: str) -> list[str]:
+    return [
+        "gcloud",
+        "beta",
+        "emulators",
+        "pubsub",
+        "start",
+        f"--host-port=127.0.0.1:{port}",
+        f"--project={project}",
+        "--quiet",
+    ]
+
+
+def _firestore_argv(port: int) -> list[str]:
+    return ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"]
+
+
+def _wait_emulator(proc: Process, port: int) -> Process:
+    wait_http(f"http://127.0.0.1:{port}/", proc)
+    proc.address = f"127.0.0.1:{port}"
+    return proc
+
+
 def start_pubsub_emulator(
     port: int,
     project: str = PROJECT,
@@ -288,38 +346,61 @@ def start_pubsub_emulator(
     logs: Path | None = None,
     started: list[Process] | None = None,
 ) -> Process:
-    proc = spawn(
-        f"pubsub-emulator-{port}",
-        [
-            "gcloud",
-            "beta",
-            "emulators",
-            "pubsub",
-            "start",
-            f"--host-port=127.0.0.1:{port}",
-            f"--project={project}",
-            "--quiet",
-        ],
-        logs=logs,
-        started=started,
-    )
-    wait_http(f"http://127.0.0.1:{port}/", proc)
-    proc.address = f"127.0.0.1:{port}"
-    return proc
+    """The Pub/Sub emulator alone (``start_emulators`` starts both side by side)."""
+    proc = spawn(f"pubsub-emulator-{port}", _pubsub_argv(port, project), logs=logs, started=started)
+    return _wait_emulator(proc, port)
 
 
 def start_firestore_emulator(
     port: int, *, logs: Path | None = None, started: list[Process] | None = None
 ) -> Process:
-    proc = spawn(
-        f"firestore-emulator-{port}",
-        ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"],
-        logs=logs,
-        started=started,
-    )
-    wait_http(f"http://127.0.0.1:{port}/", proc)
-    proc.address = f"127.0.0.1:{port}"
-    return proc
+    """The Firestore emulator alone (``start_emulators`` starts both side by side)."""
+    proc = spawn(f"firestore-emulator-{port}", _firestore_argv(port), logs=logs, started=started)
+    return _wait_emulator(proc, port)
+
+
+@dataclass(frozen=True)
+class Emulators:
+    """Where the two emulators answer (``host:port``) and the project they serve."""
+
+    pubsub_host: str
+    firestore_host: str
+    project: str = PROJECT
+
+    def env(self) -> contextlib.AbstractContextManager[None]:
+        """Point this process's Google clients at these emulators for a block."""
+        return emulator_env(self.pubsub_host, self.firestore_host, project=self.project)
+
+    def provision(self, worker_url: str, catalog: Mapping[str, int] = DEMO_CATALOG) -> None:
+        """The contract's topics and subscriptions (push to ``worker_url``) and a catalog."""
+        with self.env():
+            provision_pubsub(worker_url, self.project)
+            seed_catalog(catalog, self.project)
+
+
+def start_emulators(
+    pubsub_port: int | None = None,
+    firestore_port: int | None = None,
+    *,
+    logs: Path | None = None,
+    started: list[Process] | None = None,
+) -> Emulators:
+    """Both emulators side by side (free ports unless given): each takes seconds to answer,
+    so both are spawned before either is waited for. When one does not come up, both are
+    stopped before the error leaves."""
+    ports = (pubsub_port or free_port(), firestore_port or free_port())
+    mine: list[Process] = []
+    try:
+        for name, argv, port in (
+            ("pubsub-emulator", _pubsub_argv(ports[0], PROJECT), ports[0]),
+            ("firestore-emulator", _firestore_argv(ports[1]), ports[1]),
+        ):
+            mine.append(spawn(f"{name}-{port}", argv, logs=logs, started=started))
+        pubsub, firestore = (_wait_emulator(p, port) for p, port in zip(mine, ports, strict=True))
+    except BaseException:
+        stop_all(mine)
+        raise
+    return Emulators(pubsub.address, firestore.address)
 
 
 def function_env(
@@ -346,52 +427,119 @@ def function_env(
     return env
 
 
+@dataclass(frozen=True)
+class Function:
+    """One function to serve: its log name, its target, its port and environment, and the
+    file that defines the target (``functions/main.py`` unless staged elsewhere, or a tool's
+    own targets, as the benchmark's floors); its directory is the import path and cwd."""
+
+    name: str
+    target: str
+    port: int
+    env: Mapping[str, str]
+    source: Path = FUNCTIONS / "main.py"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def argv(self) -> list[str]:
+        """functions-framework, as Cloud Functions serves a target (gunicorn, threads)."""
+        return [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target",
+            self.target,
+            "--source",
+            str(self.source),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+
+
+RESTART_PAUSE_SECONDS = 1.0  # before another try on a port a stopped function just released
+
+
+def start_functions(
+    functions: Iterable[Function],
+    *,
+    logs: Path | None = None,
+    started: list[Process] | None = None,
+    stamped: bool = False,
+) -> list[Process]:
+    """Serve every function, side by side: all are spawned before any is waited for (each
+    spends seconds importing), then each must answer its port (405 to a GET). When one
+    does not, every one this call started is stopped before the error leaves."""
+    todo = list(functions)
+    mine: list[Process] = []
+    try:
+        for fn in todo:
+            env = {**fn.env, "PYTHONPATH": str(fn.source.parent)}
+            proc = spawn(
+                fn.name,
+                fn.argv(),
+                env=env,
+                cwd=fn.source.parent,
+                logs=logs,
+                started=started,
+                stamped=stamped,
+            )
+            mine.append(proc)
+        for fn, proc in zip(todo, mine, strict=True):
+            wait_http(fn.url, proc, ok=(405,))
+            proc.address = fn.url
+    except BaseException:
+        stop_all(mine)
+        raise
+    return mine
+
+
 def start_function(
     name: str,
     target: str,
     port: int,
     env: Mapping[str, str],
     *,
-    source: Path = FUNCTIONS / "main.py",
     logs: Path | None = None,
     started: list[Process] | None = None,
+    source: Path = FUNCTIONS / "main.py",
+    stamped: bool = False,
+    tries: int = 1,
 ) -> Process:
     """Serve one target with functions-framework, as Cloud Functions does (gunicorn, threads).
 
-    ``source``: the file that defines ``target`` (the functions' ``main.py`` unless a tool
-    serves targets of its own, as the benchmark does its floors).
+    ``tries`` > 1: a restart on a port just released may find it still held; each further
+    try (log ``NAME-tryN``) comes a second after the last failed. The last failure leaves
+    as the ``RuntimeError`` saying why, with the function's log.
     """
-    proc = spawn(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target",
-            target,
-            "--source",
-            str(source),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env={**env, "PYTHONPATH": str(FUNCTIONS)},
-        cwd=FUNCTIONS,
-        logs=logs,
-        started=started,
-    )
-    wait_http(f"http://127.0.0.1:{port}/", proc, ok=(405,))
-    proc.address = f"http://127.0.0.1:{port}/"
-    return proc
+    if tries < 1:
+        raise ValueError(f"tries must be at least 1, got {tries}")
+    attempt = 1
+    while True:
+        fn = Function(name if attempt == 1 else f"{name}-try{attempt}", target, port, env, source)
+        try:
+            return start_functions([fn], logs=logs, started=started, stamped=stamped)[0]
+        except RuntimeError:
+            if attempt >= tries:
+                raise
+            time.sleep(RESTART_PAUSE_SECONDS)
+            attempt += 1
 
 
 @contextlib.contextmanager
-def emulator_env(pubsub_host: str, firestore_host: str) -> Iterator[None]:
-    """Point this process's Google clients at the emulators for the block."""
-    saved = {k: os.environ.get(k) for k in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")}
-    os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
-    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
+def emulator_env(
+    pubsub_host: str, firestore_host: str, *, project: str | None = None
+) -> Iterator[None]:
+    """Point this process's Google clients at the emulators (and, given ``project``, set
+    ``GOOGLE_CLOUD_PROJECT``) for the block; what was there before comes back after."""
+    wanted = {"PUBSUB_EMULATOR_HOST": pubsub_host, "FIRESTORE_EMULATOR_HOST": firestore_host}
+    if project is not None:
+        wanted["GOOGLE_CLOUD_PROJECT"] = project
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
@@ -402,23 +550,15 @@ def emulator_env(pubsub_host: str, firestore_host: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def provision_pubsub(worker_url: str, project: str = PROJECT) -> None:
-    """Topics and subscriptions as the contract names them (idempotent)."""
-    from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1
+def push_subscription(name: str, topic: str, push_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The request that creates an ordered push subscription as the local stack's is made
+    (the contract's ack deadline and backoff)."""
     from google.protobuf import duration_pb2
 
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    topic = publisher.topic_path(project, TOPIC)
-    dlq = publisher.topic_path(project, DLQ_TOPIC)
-    for path in (topic, dlq):
-        with contextlib.suppress(gexc.AlreadyExists):
-            publisher.create_topic(name=path)
-    push = {
-        "name": subscriber.subscription_path(project, PUSH_SUBSCRIPTION),
+    return {
+        "name": name,
         "topic": topic,
-        "push_config": {"push_endpoint": worker_url},
+        "push_config": dict(push_config),
         "ack_deadline_seconds": PUSH_ACK_DEADLINE_SECONDS,
         "enable_message_ordering": True,
         "retry_policy": {
@@ -429,6 +569,24 @@ def provision_pubsub(worker_url: str, project: str = PROJECT) -> None:
         # threads when an *ordered* message reaches its max attempts. The worker dead-letters
         # by itself after MAX_DELIVERY_ATTEMPTS; the cloud subscription has the policy too.
     }
+
+
+def provision_pubsub(worker_url: str, project: str = PROJECT) -> None:
+    """Topics and subscriptions as the contract names them (idempotent)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+    publisher, subscriber = PublisherClient(), SubscriberClient()
+    topic = publisher.topic_path(project, TOPIC)
+    dlq = publisher.topic_path(project, DLQ_TOPIC)
+    for path in (topic, dlq):
+        with contextlib.suppress(gexc.AlreadyExists):
+            publisher.create_topic(name=path)
+    push = push_subscription(
+        subscriber.subscription_path(project, PUSH_SUBSCRIPTION),
+        topic,
+        {"push_endpoint": worker_url},
+    )
     try:
         subscriber.create_subscription(request=push)
     except gexc.AlreadyExists:
@@ -513,20 +671,130 @@ def up(
     """
     procs: list[Process] = [] if started is None else started
     try:
-        start_pubsub_emulator(pubsub_port, logs=logs, started=procs)
-        start_firestore_emulator(firestore_port, logs=logs, started=procs)
-        ps, fs = f"127.0.0.1:{pubsub_port}", f"127.0.0.1:{firestore_port}"
+        emulators = start_emulators(pubsub_port, firestore_port, logs=logs, started=procs)
         worker_url = f"http://127.0.0.1:{worker_port}/"
-        with emulator_env(ps, fs):
-            provision_pubsub(worker_url)
-            seed_catalog()
-        env = function_env(pubsub_host=ps, firestore_host=fs, mode=mode)
-        start_function("worker", "paynow_worker", worker_port, env, logs=logs, started=procs)
-        start_function("webhook", "paynow_webhook", webhook_port, env, logs=logs, started=procs)
+        emulators.provision(worker_url)
+        env = function_env(
+            pubsub_host=emulators.pubsub_host, firestore_host=emulators.firestore_host, mode=mode
+        )
+        start_functions(
+            [
+                Function("worker", "paynow_worker", worker_port, env),
+                Function("webhook", "paynow_webhook", webhook_port, env),
+            ],
+            logs=logs,
+            started=procs,
+        )
     except BaseException:
         stop_all(procs)
         raise
-    return Stack(ps, fs, f"http://127.0.0.1:{webhook_port}/", worker_url, procs, mode=mode)
+    return Stack(
+        emulators.pubsub_host,
+        emulators.firestore_host,
+        f"http://127.0.0.1:{webhook_port}/",
+        worker_url,
+        procs,
+        mode=mode,
+    )
+
+
+class LocalRun:
+    """What one harness starts on the local stack, stopped together: emulators, functions
+    and TCP proxies (the test fixtures, the chaos run, the drill, the load run).
+
+    ``stamped``: every function's log lines start with the monotonic clock (see ``spawn``).
+    Used as a context manager, or ``stop`` when done: every process is stopped at once
+    (``stop_all``) and every proxy closed.
+    """
+
+    def __init__(self, *, logs: Path | None = None, stamped: bool = False) -> None:
+        self.logs = logs
+        self.stamped = stamped
+        self.processes: list[Process] = []
+        self.proxies: list[TcpProxy] = []
+
+    def __enter__(self) -> LocalRun:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def emulators(
+        self, pubsub_port: int | None = None, firestore_port: int | None = None
+    ) -> Emulators:
+        """Both emulators, side by side (``start_emulators``)."""
+        return start_emulators(pubsub_port, firestore_port, logs=self.logs, started=self.processes)
+
+    def functions(self, *functions: Function) -> list[Process]:
+        """Every function, side by side (``start_functions``)."""
+        return start_functions(
+            functions, logs=self.logs, started=self.processes, stamped=self.stamped
+        )
+
+    def function(
+        self,
+        name: str,
+        target: str,
+        port: int,
+        env: Mapping[str, str],
+        *,
+        tries: int = 1,
+        source: Path = FUNCTIONS / "main.py",
+    ) -> Process:
+        """One function (``start_function``; ``tries`` for a restart on the same port)."""
+        return start_function(
+            name,
+            target,
+            port,
+            env,
+            logs=self.logs,
+            started=self.processes,
+            source=source,
+            stamped=self.stamped,
+            tries=tries,
+        )
+
+    def proxy(self, address: str) -> TcpProxy:
+        """A TCP proxy to ``host:port`` that a harness can cut (``TcpProxy.cut``)."""
+        from scripts.local.tcp_proxy import TcpProxy  # only harnesses cut connections
+
+        host, port = address.rsplit(":", 1)
+        proxy = TcpProxy(host, int(port))
+        self.proxies.append(proxy)
+        return proxy
+
+    def stop(self) -> list[Process]:
+        """Stop every process at once and close every proxy; the processes that would not stop."""
+        left = stop_all(self.processes)
+        for proxy in self.proxies:
+            proxy.close()
+        return left
+
+
+def paynow_ops(
+    emulators: Emulators,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess[str]:
+    """``paynow-ops --json ARGS`` against ``emulators``, as an operator runs it: a process of
+    its own, the environment of this one without PayNow settings, plus ``env``."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith("PAYNOW_")}
+    child.update(
+        GOOGLE_CLOUD_PROJECT=emulators.project,
+        FIRESTORE_EMULATOR_HOST=emulators.firestore_host,
+        PUBSUB_EMULATOR_HOST=emulators.pubsub_host,
+    )
+    child.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.ops.cli", "--json", *args],
+        cwd=ROOT,
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # --- the command: ports, .local/stack.env ------------------------------------------------

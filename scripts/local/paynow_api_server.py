@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from paynow.domain import payloads
+from paynow.domain.events import EventType
 
 from scripts.local import localstack
 
@@ -393,14 +394,7 @@ def _handler(server: PayNowApiServer) -> type[BaseHTTPRequestHandler]:
 
 DEMO_API_KEY = "local-demo-paynow-api-key"  # the local server's own, never a real key
 DEMO_STORE = "411486491630370816"
-EVENT_TYPES = (
-    "ON_ORDER_COMPLETED",
-    "ON_REFUND",
-    "ON_CHARGEBACK",
-    "ON_SUBSCRIPTION_ACTIVATED",
-    "ON_SUBSCRIPTION_RENEWED",
-    "ON_SUBSCRIPTION_CANCELED",
-)
+EVENT_TYPES = tuple(EventType)  # a subscription for every type the points rules handle
 
 
 def demo_orders(count: int) -> Iterator[dict[str, Any]]:

@@ -86,10 +86,26 @@ class DeadLetters:
                 return
             yield fresh
 
-    def peek(self) -> list[Any]:
-        """Every message in the subscription, all released at the end: nothing consumed."""
+    def peek(self, limit: int | None = None) -> list[Any]:
+        """Every message in the subscription (the first ``limit``, pulling no page beyond
+        them), all released at the end: nothing consumed."""
+        seen: list[Any] = []
         with self:
-            return [m for page in self.pages() for m in page]
+            for page in self.pages():
+                seen += page
+                if limit is not None and len(seen) >= limit:
+                    return seen[:limit]
+        return seen
+
+    def find(self, matches: Callable[[Any], bool]) -> Any | None:
+        """The first message ``matches`` takes (pulling no page after its own), or None;
+        everything pulled is released at the end: nothing consumed."""
+        with self:
+            for page in self.pages():
+                for received in page:
+                    if matches(received.message):
+                        return received.message
+        return None
 
     def keep_alive(self) -> None:
         """Extend every held message's deadline once half of it has gone by."""

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from paynow.adapters import documents
 from paynow.domain.records import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
 
 from scripts.ops.clients import Ops, problem
@@ -110,10 +109,10 @@ def dlq_replay(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool
             record = ops.store.event_status(event_id) if event_id else None
             plan = replay_plan(event_id, record.get("status") if record else None)
             return _row(message, plan, dry_run=True)
-        plan = replay_plan(event_id, ops.store.reopen(event_id) if event_id else None)
-        if plan.action == REPUBLISH and event_id:
-            record = ops.store.event_status(event_id) or {}
-            ops.publisher.publish(documents.queue_message(event_id, record)).wait()
+        reopened = ops.store.reopen(event_id) if event_id else None
+        plan = replay_plan(event_id, reopened.status if reopened else None)
+        if plan.action == REPUBLISH and reopened is not None:
+            ops.publisher.publish(reopened.message).wait()
         if plan.action != LEAVE:
             dlq.ack(message.message_id)
         return _row(message, plan, dry_run=False)

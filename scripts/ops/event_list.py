@@ -20,6 +20,7 @@ from paynow.domain.events import is_valid_id
 from paynow.domain.records import DEAD_LETTERED, IGNORED, PROCESSED, RECEIVED
 
 from scripts.ops.clients import CALL_TIMEOUT_SECONDS, Ops, UsageError
+from scripts.ops.output import track
 
 STATUSES = (RECEIVED, PROCESSED, IGNORED, DEAD_LETTERED)
 _TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -73,13 +74,14 @@ def events_list(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], boo
         query = query.where(filter=FieldFilter("receivedAt", ">=", args.since))
     query = query.order_by("receivedAt", direction=firestore.Query.DESCENDING).limit(args.limit)
     try:
-        snaps = query.get(timeout=CALL_TIMEOUT_SECONDS)
+        # streamed, so the bar moves as the events come (the index error comes with the first)
+        snaps = track(query.stream(timeout=CALL_TIMEOUT_SECONDS), "events list", args.limit)
+        rows = [row(s.id, s.to_dict() or {}) for s in snaps]
     except gexc.FailedPrecondition as exc:
         raise UsageError(
             "Firestore has no index for this filter yet (infra/steps/firestore.sh creates "
             f"them; a new one builds in minutes): {' '.join(str(exc).split())[:300]}"
         ) from None
-    rows = [row(s.id, s.to_dict() or {}) for s in snaps]
     given = {k: v for k, v in filters.items() if v is not None}
     if args.since is not None:
         given["since"] = args.since.isoformat()

@@ -30,7 +30,8 @@ def event_show(ops: Ops, args: argparse.Namespace) -> tuple[dict[str, Any], bool
             .get()
         )
         entry = snap.to_dict() if snap.exists else None
-    in_dlq = any(event_id_of(m.message) == args.event_id for m in ops.dead_letters().peek())
+    found = ops.dead_letters().find(lambda message: event_id_of(message) == args.event_id)
+    in_dlq = found is not None
     out = {
         "eventId": args.event_id,
         "found": True,

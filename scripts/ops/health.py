@@ -14,8 +14,12 @@ from scripts.ops.clients import (
     Ops,
     problem,
 )
+from scripts.ops.dead_letters import PAGE_SIZE
 from scripts.ops.push_subscription import Deployed, PushSettings, differences
 
+# health asks whether dead letters wait, not how many: it counts one page of them at most
+# (dlq list counts them all), and dlqDepth is that count.
+DLQ_COUNTED = PAGE_SIZE
 STUCK_AFTER_SECONDS = 900  # three reconcile periods: by then reconcile should have republished it
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -148,16 +152,17 @@ class _Health:
             problems.append("it pushes; the DLQ subscription must be pulled")
         self.add(f"subscription {name}", FAIL if problems else OK, "; ".join(problems) or "pull")
         try:
-            depth = len(self.ops.dead_letters().peek())
+            depth = len(self.ops.dead_letters().peek(limit=DLQ_COUNTED))
         except Exception as exc:
             self.add("dead letters waiting", FAIL, problem(exc))
             return None
+        counted = f"{depth}{' or more' if depth >= DLQ_COUNTED else ''}"
         self.add(
             "dead letters waiting",
             OK if depth == 0 else WARN,
             "none"
             if depth == 0
-            else f"{depth}: scripts/paynow-ops dlq list, fix the cause, dlq replay (or discard)",
+            else f"{counted}: scripts/paynow-ops dlq list, fix the cause, dlq replay (or discard)",
         )
         return depth
 

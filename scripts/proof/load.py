@@ -244,7 +244,9 @@ def main() -> int:
     warmup = args.warmup if args.warmup is not None else min(30.0, args.seconds / 4)
     pubsub, firestore, webhook, worker = (localstack.free_port() for _ in range(4))
     print("starting the stack (queue mode) ...", flush=True)
-    stack = localstack.up(pubsub, firestore, webhook, worker, mode="queue")
+    # Logs of its own: a developer's scripts/stack writes .local/logs/{worker,webhook}.log.
+    logs = localstack.LOGS / "load"
+    stack = localstack.up(pubsub, firestore, webhook, worker, mode="queue", logs=logs)
     try:
         return measure(stack, args.seconds, args.concurrency, warmup, args)
     finally:

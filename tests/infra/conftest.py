@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.json_handler import JsonHandler
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 EXAMPLE_ENV = INFRA / "env" / "example.env"
@@ -37,6 +39,22 @@ MUTATING = {
     "remove-iam-policy-binding",
     "update",
 }
+
+
+# The predefined roles the bootstrap grants the CI deployer on the project (besides its
+# custom smoke-test role, the log writer and a conditioned bucket reader).
+DEPLOYER_PREDEFINED_ROLES = (
+    "roles/cloudfunctions.developer",
+    "roles/run.admin",
+    "roles/pubsub.admin",
+    "roles/cloudscheduler.admin",
+    "roles/logging.configWriter",
+    "roles/monitoring.alertPolicyEditor",
+    "roles/monitoring.dashboardEditor",
+    "roles/serviceusage.serviceUsageViewer",
+    "roles/browser",
+    "roles/iam.securityReviewer",
+)
 
 
 @dataclass(frozen=True)
@@ -206,8 +224,28 @@ class FakeGcloud:
         """The number of calls so far: ``calls()[mark:]`` are the ones after it."""
         return len(self.calls())
 
+    def run(
+        self, script: str | Path, env_file: Path, *args: str, stdin: str | None = None
+    ) -> FakeRun:
+        """Run ``script ENV_FILE ARGS`` against the fake: its result, its calls, the state after."""
+        mark = self.mark()
+        result = run_script(script, str(env_file), *args, env=self.env, stdin=stdin)
+        return FakeRun(result, self.calls()[mark:], self.state())
 
-class _IamTests(http.server.BaseHTTPRequestHandler):
+
+@dataclass
+class FakeRun:
+    """One script run against ``FakeGcloud``."""
+
+    result: Result
+    calls: list[dict[str, Any]]
+    state: dict[str, Any]
+
+    def mutations(self) -> list[list[str]]:
+        return [c["argv"] for c in self.calls if is_mutation(c["argv"])]
+
+
+class _IamTests(JsonHandler):
     """POST .../RESOURCE:testIamPermissions, answered from the fake's state and deny list."""
 
     state_file: Path
@@ -226,7 +264,7 @@ class _IamTests(http.server.BaseHTTPRequestHandler):
             exists = path.split("/secrets/")[1].split(":")[0] in state.get("secrets", {})
         if not self.headers.get("authorization", "").startswith("Bearer ") or not exists:
             status = 401 if exists else 404
-            self._send(status, {"error": {"code": status, "message": "test IAM"}})
+            self.send_json(status, {"error": {"code": status, "message": "test IAM"}})
             return
 
         def withheld(permission: str) -> bool:
@@ -237,18 +275,7 @@ class _IamTests(http.server.BaseHTTPRequestHandler):
             return False
 
         held = [p for p in body.get("permissions", []) if not withheld(p)]
-        self._send(200, {"permissions": held} if held else {})
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(200, {"permissions": held} if held else {})
 
 
 def make_fake(directory: Path, config: Path, project: str) -> FakeGcloud:
@@ -312,7 +339,7 @@ _APIS = (
 )
 
 
-class _FailingApi(http.server.BaseHTTPRequestHandler):
+class _FailingApi(JsonHandler):
     """Every Google API, answering each request with one error (``status``);
     GET /__count says how many requests came so far."""
 
@@ -321,7 +348,7 @@ class _FailingApi(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         if self.path == "/__count":
-            self._send(200, str(_FailingApi.requests).encode())
+            self.send_json(200, str(_FailingApi.requests).encode())
             return
         _FailingApi.requests += 1
         length = int(self.headers.get("content-length") or 0)
@@ -329,24 +356,14 @@ class _FailingApi(http.server.BaseHTTPRequestHandler):
             self.rfile.read(length)
         name = {403: "PERMISSION_DENIED", 404: "NOT_FOUND"}[self.status]
         message = f"answered {self.status} by the test API"
-        self._send(
+        self.send_json(
             self.status,
             json.dumps(
                 {"error": {"code": self.status, "status": name, "message": message}}
             ).encode(),
         )
 
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 def gcloud_against_failing_api(

@@ -24,6 +24,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.json_handler import JsonHandler
+
 PROJECT_NUMBER = "123456789012"
 # The API names gcloud's endpoint overrides use, and whether their writes are operations.
 APIS = {
@@ -67,13 +69,13 @@ class Recorder:
         return [r for r in self.requests if r.api == api and (verb is None or r.verb() == verb)]
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     recorder: Recorder
     base: str
 
     def _handle(self) -> None:
         if self.path == "/__count":  # for gcloud_driver.py: how many requests so far
-            self._send(200, len(self.recorder.requests))
+            self.send_json(200, len(self.recorder.requests))
             return
         parsed = urllib.parse.urlsplit(self.path)  # an absolute URL: this is a proxy
         api = (parsed.hostname or "").split(".")[0].rsplit("-", 1)[-1].upper()
@@ -88,7 +90,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with self.recorder.lock:
             self.recorder.requests.append(request)
             status, answer = self._answer(request)
-        self._send(status, answer)
+        self.send_json(status, answer)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -207,17 +209,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if APIS.get(r.api) == "operations":
             return 200, _done(r, stored)
         return 200, stored
-
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 def _knative(project: str, service: str) -> str:

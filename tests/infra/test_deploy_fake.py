@@ -20,16 +20,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.infra.conftest import (
+    DEPLOYER_PREDEFINED_ROLES,
     FakeGcloud,
-    Result,
+    FakeRun,
     base_env,
     gcloud_against_failing_api,
-    is_mutation,
     lib_check,
     make_fake,
     make_trap,
@@ -40,28 +39,16 @@ from tests.infra.conftest import (
 
 
 @dataclass
-class Chapter:
-    result: Result
-    calls: list[dict[str, Any]]
-    state: dict[str, Any]
-
-    def mutations(self) -> list[list[str]]:
-        return [c["argv"] for c in self.calls if is_mutation(c["argv"])]
-
-
-@dataclass
 class Story:
     project: str
     secret: str
     env_file: Path
     fake: FakeGcloud
-    chapters: dict[str, Chapter] = field(default_factory=dict)
+    chapters: dict[str, FakeRun] = field(default_factory=dict)
 
 
-def _chapter(story: Story, script: str, *args: str, stdin: str | None = None) -> Chapter:
-    mark = story.fake.mark()
-    result = run_script(script, str(story.env_file), *args, env=story.fake.env, stdin=stdin)
-    return Chapter(result, story.fake.calls()[mark:], story.fake.state())
+def _chapter(story: Story, script: str, *args: str, stdin: str | None = None) -> FakeRun:
+    return story.fake.run(script, story.env_file, *args, stdin=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -247,16 +234,7 @@ def test_access_in_the_project_is_least_privilege(story: Story) -> None:
         **{
             role: [deployer]
             for role in (
-                "roles/cloudfunctions.developer",
-                "roles/run.admin",
-                "roles/pubsub.admin",
-                "roles/cloudscheduler.admin",
-                "roles/logging.configWriter",
-                "roles/monitoring.alertPolicyEditor",
-                "roles/monitoring.dashboardEditor",
-                "roles/serviceusage.serviceUsageViewer",
-                "roles/browser",
-                "roles/iam.securityReviewer",
+                *DEPLOYER_PREDEFINED_ROLES,
                 smoke,
                 "roles/storage.objectViewer|cloudbuild-source",
             )

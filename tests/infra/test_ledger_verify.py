@@ -25,7 +25,6 @@ from google.cloud import firestore
 
 from infra.ledger_verify import main as ledger_main
 from scripts.local import localstack
-from tests.conftest import Emulators
 from tests.infra.conftest import ROOT
 
 STAGE = ROOT / "infra" / "ledger_verify" / "stage.sh"
@@ -39,7 +38,7 @@ def stage(directory: Path) -> Path:
     return directory
 
 
-def staged_env(emulators: Emulators, project: str, source: Path) -> dict[str, str]:
+def staged_env(emulators: localstack.Emulators, project: str, source: Path) -> dict[str, str]:
     """The function's environment: the staged directory alone on the path, not the repository."""
     env = localstack.function_env(
         pubsub_host=emulators.pubsub_host, firestore_host=emulators.firestore_host
@@ -77,36 +76,19 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, emulators: Emulators) -> Iterator[Served]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, emulators: localstack.Emulators
+) -> Iterator[Served]:
     source = stage(tmp_path_factory.mktemp("ledger-source") / "staged")
     assert not (source / "functions").exists() and (source / "paynow").is_dir()
     project = f"demo-ledger-{uuid.uuid4().hex[:8]}"
     port = localstack.free_port()
-    process = localstack.spawn(
-        f"ledger-verify-{port}",
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target",
-            "ledger_verify",
-            "--source",
-            str(source / "main.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=staged_env(emulators, project, source),
-        cwd=source,
-    )
-    try:
-        localstack.wait_http(f"http://127.0.0.1:{port}/", process, ok=(405,))
-        yield Served(
-            f"http://127.0.0.1:{port}/", project, process, firestore.Client(project=project)
+    env = staged_env(emulators, project, source)
+    with localstack.LocalRun() as run:
+        process = run.function(
+            f"ledger-verify-{port}", "ledger_verify", port, env, source=source / "main.py"
         )
-    finally:
-        process.stop()
+        yield Served(process.address, project, process, firestore.Client(project=project))
 
 
 def _user(db: firestore.Client, user_id: str, points: int, deltas: list[int]) -> None:
@@ -148,13 +130,8 @@ def test_anything_but_post_is_refused(served: Served) -> None:
     assert status == 405 and body["error"] == "method_not_allowed"
 
 
-def test_a_check_that_cannot_run_answers_503_and_says_why(
-    tmp_path: Path, emulators: Emulators
-) -> None:
-    source = stage(tmp_path / "staged")
-    env = staged_env(emulators, "unused", source)
-    del env["GOOGLE_CLOUD_PROJECT"]  # the CLI refuses to start: exit 2
-    script = "import json, main; code, verdict = main.run_check(60); print(json.dumps(main.summary(code, verdict)))"
+def _run_staged(source: Path, env: dict[str, str], script: str) -> Any:
+    """``python -c SCRIPT`` in the staged directory; the JSON of its last line."""
     proc = subprocess.run(
         [sys.executable, "-c", script],
         cwd=source,
@@ -165,7 +142,17 @@ def test_a_check_that_cannot_run_answers_503_and_says_why(
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.splitlines()[-1])
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_a_check_that_cannot_run_answers_503_and_says_why(
+    tmp_path: Path, emulators: localstack.Emulators
+) -> None:
+    source = stage(tmp_path / "staged")
+    env = staged_env(emulators, "unused", source)
+    del env["GOOGLE_CLOUD_PROJECT"]  # the CLI refuses to start: exit 2
+    script = "import json, main; code, verdict = main.run_check(60); print(json.dumps(main.summary(code, verdict)))"
+    summary = _run_staged(source, env, script)
     assert summary["outcome"] == "error" and "GOOGLE_CLOUD_PROJECT" in summary["error"]
 
 
@@ -190,7 +177,7 @@ def _closure(names: set[str]) -> set[str]:
 
 
 def test_the_staged_requirements_cover_what_the_cli_imports(
-    tmp_path: Path, emulators: Emulators
+    tmp_path: Path, emulators: localstack.Emulators
 ) -> None:
     """What Cloud Functions installs (the staged requirements.txt and what those require)
     holds every third-party module the CLI loads in a real run (stage.sh's
@@ -206,17 +193,7 @@ def test_the_staged_requirements_cover_what_the_cli_imports(
         "after = {m.split('.')[0] for m in sys.modules}\n"
         "print(json.dumps({'code': code, 'modules': sorted(after - before)}))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=source,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.splitlines()[-1])
+    result = _run_staged(source, env, script)
     assert result["code"] == 0
     pinned = {
         line.split("==")[0].strip()

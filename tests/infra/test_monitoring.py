@@ -56,6 +56,7 @@ from infra.ledger_verify import main as ledger_main
 from tests.infra.conftest import (
     ROOT,
     FakeGcloud,
+    FakeRun,
     Result,
     base_env,
     gcloud_against_failing_api,
@@ -1123,26 +1124,14 @@ def test_notification_channels_are_checked_before_anything_runs(
 
 
 @dataclass
-class Run:
-    result: Result
-    calls: list[dict[str, Any]]
-    state: dict[str, Any]
-
-    def mutations(self) -> list[list[str]]:
-        return [c["argv"] for c in self.calls if is_mutation(c["argv"])]
-
-
-@dataclass
 class Story:
     project: str
     fake: FakeGcloud
-    runs: dict[str, Run]
+    runs: dict[str, FakeRun]
 
 
-def _run(fake: FakeGcloud, env_file: Path) -> Run:
-    mark = fake.mark()
-    result = run_script(STEP, str(env_file), env=fake.env)
-    return Run(result, fake.calls()[mark:], fake.state())
+def _run(fake: FakeGcloud, env_file: Path) -> FakeRun:
+    return fake.run(STEP, env_file)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import pytest
 from paynow.adapters import firestore_store
 
 from tests.infra.conftest import (
+    DEPLOYER_PREDEFINED_ROLES,
     EXAMPLE_ENV,
     ROOT,
     Result,
@@ -43,16 +44,7 @@ BUCKET = f"gs://{PROJECT}-paynow-dlq-archive"
 WRITER = f"projects/{PROJECT}/roles/paynowEventWriter"
 SMOKE = f"projects/{PROJECT}/roles/paynowSmokeTest"
 DEPLOYER_ROLES = (
-    "roles/cloudfunctions.developer",
-    "roles/run.admin",
-    "roles/pubsub.admin",
-    "roles/cloudscheduler.admin",
-    "roles/logging.configWriter",
-    "roles/monitoring.alertPolicyEditor",
-    "roles/monitoring.dashboardEditor",
-    "roles/serviceusage.serviceUsageViewer",
-    "roles/browser",
-    "roles/iam.securityReviewer",
+    *DEPLOYER_PREDEFINED_ROLES,
     "roles/logging.logWriter",
     SMOKE,
     "roles/storage.objectViewer",  # its build's source bucket only (a condition)
@@ -362,15 +354,10 @@ def test_sizes_that_cloud_run_would_refuse_stop_the_step(change: str, message: s
         assert ok.returncode == 0, ok.stderr
 
 
-def test_a_rotation_injects_the_previous_version_until_its_end(
-    tmp_path: Path, trap_gcloud: TrapGcloud
-) -> None:
-    env_file = write_env(
-        tmp_path / "rotation.env",
-        PROJECT=PROJECT,
-        WEBHOOK_SECRET_PREVIOUS_VERSION="3",
-        WEBHOOK_SECRET_PREVIOUS_UNTIL="2026-12-24T12:00:00Z",
-    )
+def _functions_dry_run(
+    tmp_path: Path, trap_gcloud: TrapGcloud, env_file: Path
+) -> tuple[Result, dict[str, str]]:
+    """``infra/steps/functions.sh ENV --dry-run``: its result and the webhook deploy's flags."""
     result = run_script(
         "infra/steps/functions.sh",
         str(env_file),
@@ -383,6 +370,19 @@ def test_a_rotation_injects_the_previous_version_until_its_end(
         for c in result.commands()
         if words(c)[:3] == ["functions", "deploy", "paynow-webhook"]
     ]
+    return result, webhook
+
+
+def test_a_rotation_injects_the_previous_version_until_its_end(
+    tmp_path: Path, trap_gcloud: TrapGcloud
+) -> None:
+    env_file = write_env(
+        tmp_path / "rotation.env",
+        PROJECT=PROJECT,
+        WEBHOOK_SECRET_PREVIOUS_VERSION="3",
+        WEBHOOK_SECRET_PREVIOUS_UNTIL="2026-12-24T12:00:00Z",
+    )
+    result, webhook = _functions_dry_run(tmp_path, trap_gcloud, env_file)
     assert webhook["set-secrets"] == "PAYNOW_WEBHOOK_SECRET_PREVIOUS=paynow-webhook-secret:3"
     env = dict(pair.split("=", 1) for pair in webhook["set-env-vars"].split(","))
     assert env["PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL"] == "2026-12-24T12:00:00Z"
@@ -574,18 +574,7 @@ def test_a_first_deploy_takes_the_mode_from_the_settings_file(
     tmp_path: Path, trap_gcloud: TrapGcloud
 ) -> None:
     env_file = write_env(tmp_path / "queue.env", PROJECT=PROJECT, WEBHOOK_MODE="queue")
-    result = run_script(
-        "infra/steps/functions.sh",
-        str(env_file),
-        "--dry-run",
-        env=base_env(tmp_path, trap_gcloud.bin),
-    )
-    assert result.returncode == 0, result.output
-    (webhook,) = [
-        flags(c)
-        for c in result.commands()
-        if words(c)[:3] == ["functions", "deploy", "paynow-webhook"]
-    ]
+    result, webhook = _functions_dry_run(tmp_path, trap_gcloud, env_file)
     assert "WEBHOOK_MODE=queue" in webhook["set-env-vars"].split(",")
     assert "mode stays" not in result.stderr
     assert trap_gcloud.calls() == []

@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from tests.conftest import Emulators
+from scripts.local import localstack
 from tests.infra.conftest import emulator_env, is_mutation, project_id, run_script, write_env
 
 ENDPOINT = "http://127.0.0.1:9/paynow-worker"
@@ -27,7 +27,7 @@ ENDPOINT = "http://127.0.0.1:9/paynow-worker"
 class Project:
     """One fresh project id on the shared emulator, with its settings file."""
 
-    def __init__(self, tmp_path: Path, emulators: Emulators, config: Path) -> None:
+    def __init__(self, tmp_path: Path, emulators: localstack.Emulators, config: Path) -> None:
         self.id = project_id()
         self.env_file = write_env(
             tmp_path / f"{self.id}.env", PROJECT=self.id, DLQ_RETENTION_DAYS="7"
@@ -52,7 +52,7 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, emulators: Emulators, gcloud_config: Path) -> Project:
+def project(tmp_path: Path, emulators: localstack.Emulators, gcloud_config: Path) -> Project:
     return Project(tmp_path, emulators, gcloud_config)
 
 

@@ -44,15 +44,24 @@ def test_example_lists_every_setting_with_its_default(tmp_path: Path) -> None:
 def test_bad_settings_stop_before_any_command(
     tmp_path: Path, trap_gcloud: TrapGcloud, line: str, message: str
 ) -> None:
-    env_file = tmp_path / "bad.env"
-    env_file.write_text(EXAMPLE_ENV.read_text() + line + "\n")
-    result = run_script(
-        "infra/deploy.sh", str(env_file), "--dry-run", env=base_env(tmp_path, trap_gcloud.bin)
-    )
-    assert result.returncode == 1
-    assert message in result.stderr
-    assert trap_gcloud.calls() == []
+    _refused_before_any_command(tmp_path, trap_gcloud, line, message, "infra/deploy.sh")
     assert not Path("/tmp/infra-settings-pwned").exists()
+
+
+def _refused_before_any_command(
+    tmp_path: Path, trap_gcloud: TrapGcloud, line: str, message: str, *scripts: str
+) -> None:
+    """Each script, given the example settings plus ``line``, exits 1 saying ``message``
+    and runs no gcloud command."""
+    env_file = tmp_path / "bad.env"
+    env_file.write_text(EXAMPLE_ENV.read_text() + line.replace("\\n", "\n") + "\n")
+    for script in scripts:
+        result = run_script(
+            script, str(env_file), "--dry-run", env=base_env(tmp_path, trap_gcloud.bin)
+        )
+        assert result.returncode == 1, script
+        assert message in result.stderr, script
+    assert trap_gcloud.calls() == []
 
 
 def test_missing_settings_file_and_unknown_arguments_are_refused(
@@ -148,15 +157,9 @@ def test_the_deploy_never_takes_the_signing_secret(
 def test_bad_new_settings_stop_before_any_command(
     tmp_path: Path, trap_gcloud: TrapGcloud, line: str, message: str
 ) -> None:
-    env_file = tmp_path / "bad.env"
-    env_file.write_text(EXAMPLE_ENV.read_text() + line.replace("\\n", "\n") + "\n")
-    for script in ("infra/deploy.sh", "infra/bootstrap.sh"):
-        result = run_script(
-            script, str(env_file), "--dry-run", env=base_env(tmp_path, trap_gcloud.bin)
-        )
-        assert result.returncode == 1, script
-        assert message in result.stderr, script
-    assert trap_gcloud.calls() == []
+    _refused_before_any_command(
+        tmp_path, trap_gcloud, line, message, "infra/deploy.sh", "infra/bootstrap.sh"
+    )
 
 
 def test_a_retired_setting_is_ignored_with_a_warning(tmp_path: Path) -> None:

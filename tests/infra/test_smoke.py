@@ -22,7 +22,6 @@ import pytest
 from google.cloud import firestore
 
 from scripts.local import localstack
-from tests.conftest import Emulators
 from tests.infra.conftest import ROOT
 
 SECRET = f"smoke-secret-{uuid.uuid4().hex}"
@@ -36,7 +35,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(emulators: Emulators) -> Iterator[Served]:
+def served(emulators: localstack.Emulators) -> Iterator[Served]:
     env = localstack.function_env(
         pubsub_host=emulators.pubsub_host,
         firestore_host=emulators.firestore_host,
@@ -49,18 +48,12 @@ def served(emulators: Emulators) -> Iterator[Served]:
         "PUSH_AUDIENCE": f"http://127.0.0.1:{worker_port}/",
         "PUSH_SERVICE_ACCOUNT": "paynow-push@demo-paynow.iam.gserviceaccount.com",
     }
-    procs = []
-    try:
-        procs.append(
-            localstack.start_function("smoke-worker", "paynow_worker", worker_port, worker_env)
+    with localstack.LocalRun() as run:
+        worker, webhook = run.functions(
+            localstack.Function("smoke-worker", "paynow_worker", worker_port, worker_env),
+            localstack.Function("smoke-webhook", "paynow_webhook", webhook_port, env),
         )
-        procs.append(
-            localstack.start_function("smoke-webhook", "paynow_webhook", webhook_port, env)
-        )
-        yield Served(procs[1].address, procs[0].address, f"http://{emulators.firestore_host}")
-    finally:
-        for proc in procs:
-            proc.stop()
+        yield Served(webhook.address, worker.address, f"http://{emulators.firestore_host}")
 
 
 def smoke(
@@ -149,34 +142,38 @@ class Queued:
 
 
 @pytest.fixture(scope="module")
-def queued(emulators: Emulators) -> Iterator[Queued]:
+def queued(emulators: localstack.Emulators) -> Iterator[Queued]:
     """A webhook in queue mode and a worker behind the emulator's push subscription, in a
     project of their own (so any document left behind is the smoke test's)."""
+    project, base = _queue_env(emulators)
+    worker_port, webhook_port = localstack.free_port(), localstack.free_port()
+    with localstack.LocalRun() as run:
+        worker, webhook = run.functions(
+            localstack.Function("smoke-q-worker", "paynow_worker", worker_port, base),
+            localstack.Function("smoke-q-webhook", "paynow_webhook", webhook_port, base),
+        )
+        localstack.provision_pubsub(worker.address, project=project)
+        served = Served(webhook.address, worker.address, f"http://{emulators.firestore_host}")
+        yield Queued(served, project, firestore.Client(project=project))
+
+
+def _queue_env(emulators: localstack.Emulators) -> tuple[str, dict[str, str]]:
+    """A project of its own (so any document left behind is the smoke test's) and the queue
+    mode environment of its functions."""
     project = f"demo-smoke-{uuid.uuid4().hex[:8]}"
-    base = localstack.function_env(
+    env = localstack.function_env(
         pubsub_host=emulators.pubsub_host,
         firestore_host=emulators.firestore_host,
         mode="queue",
         extra={"PAYNOW_WEBHOOK_SECRET": SECRET, "GOOGLE_CLOUD_PROJECT": project},
     )
-    worker_port, webhook_port = localstack.free_port(), localstack.free_port()
-    procs = [
-        localstack.start_function("smoke-q-worker", "paynow_worker", worker_port, base),
-        localstack.start_function("smoke-q-webhook", "paynow_webhook", webhook_port, base),
-    ]
-    try:
-        localstack.provision_pubsub(procs[0].address, project=project)
-        served = Served(procs[1].address, procs[0].address, f"http://{emulators.firestore_host}")
-        yield Queued(served, project, firestore.Client(project=project))
-    finally:
-        for proc in procs:
-            proc.stop()
+    return project, env
 
 
 def _documents(db: firestore.Client) -> list[str]:
     return [
         f"{name}/{doc.id}"
-        for name in ("webhookEvents", "paynowSubscriptions", "paynowCustomers", "users")
+        for name in ("webhookEvents", "paynowSubscriptions", "users")
         for doc in db.collection(name).stream()
     ]
 
@@ -188,28 +185,20 @@ def test_queue_mode_goes_through_push_and_the_worker_then_cleans_up(queued: Queu
     assert "ok   webhook queues a signed event (smoke-q-" in result.stdout
     assert "ok   the worker processed it (published, pushed" in result.stdout
     assert "ok   cleaned up 4 smoke document(s)" in result.stdout
-    assert _documents(queued.db) == []  # records, subscription, queued count: all gone
+    assert _documents(queued.db) == []  # records and subscription: all gone
 
 
-def test_queue_mode_fails_when_nothing_processes_the_event(emulators: Emulators) -> None:
+def test_queue_mode_fails_when_nothing_processes_the_event(emulators: localstack.Emulators) -> None:
     """A push endpoint nobody answers: the event stays received, the check fails, and what
     it wrote is left to be looked at (and named)."""
-    project = f"demo-smoke-{uuid.uuid4().hex[:8]}"
-    env = localstack.function_env(
-        pubsub_host=emulators.pubsub_host,
-        firestore_host=emulators.firestore_host,
-        mode="queue",
-        extra={"PAYNOW_WEBHOOK_SECRET": SECRET, "GOOGLE_CLOUD_PROJECT": project},
-    )
-    webhook = localstack.start_function(
-        "smoke-q-lonely-webhook", "paynow_webhook", localstack.free_port(), env
-    )
-    try:
+    project, env = _queue_env(emulators)
+    with localstack.LocalRun() as run:
+        webhook = run.function(
+            "smoke-q-lonely-webhook", "paynow_webhook", localstack.free_port(), env
+        )
         localstack.provision_pubsub(f"http://127.0.0.1:{localstack.free_port()}/", project=project)
         served = Served(webhook.address, webhook.address, f"http://{emulators.firestore_host}")
         result = smoke(served, SECRET, project=project, mode="queue", queue_timeout=4)
-    finally:
-        webhook.stop()
     assert result.returncode == 1
     assert "FAIL the worker processed it" in result.stdout
     assert "left for a look: scripts/paynow-ops event show smoke-q-" in result.stdout

@@ -14,10 +14,13 @@ Every test uses its own ids, so tests never see each other's users or orders.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -27,7 +30,6 @@ from paynow.domain import payloads
 
 from scripts.local import localstack
 from scripts.local.tcp_proxy import TcpProxy
-from tests.conftest import Emulators
 from tests.support.oidc import CertsServer, KeyPair
 
 SECRET = "integration-secret"
@@ -40,7 +42,7 @@ T = TypeVar("T")
 
 @dataclass
 class Stack:
-    emulators: Emulators
+    emulators: localstack.Emulators
     worker_firestore: TcpProxy
     webhook_firestore: TcpProxy
     webhook_pubsub: TcpProxy
@@ -56,18 +58,12 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(emulators: Emulators) -> Iterator[Stack]:
-    fs_host, fs_port = emulators.firestore_host.split(":")
-    ps_host, ps_port = emulators.pubsub_host.split(":")
-    worker_fs = TcpProxy(fs_host, int(fs_port))
-    webhook_fs, webhook_ps = TcpProxy(fs_host, int(fs_port)), TcpProxy(ps_host, int(ps_port))
-    proxies = (worker_fs, webhook_fs, webhook_ps)
+def stack(emulators: localstack.Emulators) -> Iterator[Stack]:
     issuer, stranger = KeyPair("issuer-key"), KeyPair("stranger-key")
     certs = CertsServer(issuer)
     ports = {name: localstack.free_port() for name in ("worker", "wq", "ws", "wo", "rc")}
     urls = {name: f"http://127.0.0.1:{port}/" for name, port in ports.items()}
-    localstack.provision_pubsub(urls["worker"])
-    localstack.seed_catalog()
+    emulators.provision(urls["worker"])
     common = {
         "PAYNOW_WEBHOOK_SECRET": SECRET,
         "PAYNOW_WEBHOOK_SECRET_PREVIOUS": PREVIOUS_SECRET,
@@ -82,70 +78,72 @@ def stack(emulators: Emulators) -> Iterator[Stack]:
             extra={**common, **extra},
         )
 
-    procs: dict[str, localstack.Process] = {}
     try:
-        procs["worker"] = localstack.start_function(
-            "it-worker",
-            "paynow_worker",
-            ports["worker"],
-            env("sync", FIRESTORE_EMULATOR_HOST=worker_fs.address),
-        )
-        procs["webhook_queue"] = localstack.start_function(
-            "it-webhook-queue",
-            "paynow_webhook",
-            ports["wq"],
-            env(
-                "queue",
-                FIRESTORE_EMULATOR_HOST=webhook_fs.address,
-                PUBSUB_EMULATOR_HOST=webhook_ps.address,
-            ),
-        )
-        procs["webhook_sync"] = localstack.start_function(
-            "it-webhook-sync", "paynow_webhook", ports["ws"], env("sync")
-        )
-        procs["worker_oidc"] = localstack.start_function(
-            "it-worker-oidc",
-            "paynow_worker",
-            ports["wo"],
-            env(
-                "sync",
-                PUSH_AUTH="oidc",
-                OIDC_CERTS_URL=certs.url,
-                PUSH_AUDIENCE=urls["wo"],
-                PUSH_SERVICE_ACCOUNT=PUSH_SA,
-            ),
-        )
-        procs["reconcile"] = localstack.start_function(
-            "it-reconcile",
-            "paynow_reconcile",
-            ports["rc"],
-            env("sync", RECONCILE_AFTER_SECONDS=str(RECONCILE_AFTER_SECONDS)),
-        )
-        yield Stack(
-            emulators=emulators,
-            worker_firestore=worker_fs,
-            webhook_firestore=webhook_fs,
-            webhook_pubsub=webhook_ps,
-            webhook_queue=urls["wq"],
-            webhook_sync=urls["ws"],
-            worker=urls["worker"],
-            worker_oidc=urls["wo"],
-            reconcile=urls["rc"],
-            issuer=issuer,
-            stranger=stranger,
-            certs=certs,
-            processes=procs,
-        )
+        with localstack.LocalRun() as run:
+            worker_fs = run.proxy(emulators.firestore_host)
+            webhook_fs = run.proxy(emulators.firestore_host)
+            webhook_ps = run.proxy(emulators.pubsub_host)
+            functions = {
+                "worker": localstack.Function(
+                    "it-worker",
+                    "paynow_worker",
+                    ports["worker"],
+                    env("sync", FIRESTORE_EMULATOR_HOST=worker_fs.address),
+                ),
+                "webhook_queue": localstack.Function(
+                    "it-webhook-queue",
+                    "paynow_webhook",
+                    ports["wq"],
+                    env(
+                        "queue",
+                        FIRESTORE_EMULATOR_HOST=webhook_fs.address,
+                        PUBSUB_EMULATOR_HOST=webhook_ps.address,
+                    ),
+                ),
+                "webhook_sync": localstack.Function(
+                    "it-webhook-sync", "paynow_webhook", ports["ws"], env("sync")
+                ),
+                "worker_oidc": localstack.Function(
+                    "it-worker-oidc",
+                    "paynow_worker",
+                    ports["wo"],
+                    env(
+                        "sync",
+                        PUSH_AUTH="oidc",
+                        OIDC_CERTS_URL=certs.url,
+                        PUSH_AUDIENCE=urls["wo"],
+                        PUSH_SERVICE_ACCOUNT=PUSH_SA,
+                    ),
+                ),
+                "reconcile": localstack.Function(
+                    "it-reconcile",
+                    "paynow_reconcile",
+                    ports["rc"],
+                    env("sync", RECONCILE_AFTER_SECONDS=str(RECONCILE_AFTER_SECONDS)),
+                ),
+            }
+            procs = dict(zip(functions, run.functions(*functions.values()), strict=True))
+            yield Stack(
+                emulators=emulators,
+                worker_firestore=worker_fs,
+                webhook_firestore=webhook_fs,
+                webhook_pubsub=webhook_ps,
+                webhook_queue=urls["wq"],
+                webhook_sync=urls["ws"],
+                worker=urls["worker"],
+                worker_oidc=urls["wo"],
+                reconcile=urls["rc"],
+                issuer=issuer,
+                stranger=stranger,
+                certs=certs,
+                processes=procs,
+            )
     finally:
-        for proc in procs.values():
-            proc.stop()
-        for proxy in proxies:
-            proxy.close()
         certs.close()
 
 
 @pytest.fixture(scope="session")
-def db(emulators: Emulators) -> firestore.Client:
+def db(emulators: localstack.Emulators) -> firestore.Client:
     return firestore.Client(project=emulators.project)
 
 
@@ -166,6 +164,22 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: flo
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
+
+
+def run_proof_tool(argv: list[str], report: Path, budget: float) -> tuple[str, dict[str, Any]]:
+    """A proof tool (``scripts/proof/...``) as a subprocess of the repository's root, which
+    must exit 0 within ``budget`` seconds: its stdout and its JSON report (``--report``)."""
+    done = subprocess.run(
+        [sys.executable, *argv, "--report", str(report)],
+        cwd=localstack.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=budget,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, f"{out[-6000:]}\n--- stderr ---\n{done.stderr[-3000:]}"
+    return out, json.loads(report.read_text())
 
 
 def send(

@@ -1,21 +1,20 @@
-"""CI's chaos run: `scripts/proof/chaos.py` on a small seed, as a subprocess, must hold every invariant.
+"""CI's chaos run: ``scripts/proof/chaos`` on a small seed, as a subprocess, must hold every
+invariant; the facts are read from its JSON report.
 
 A few hundred events over its own emulator stack, with duplicated webhooks, two worker
 SIGKILLs, one Firestore and one Pub/Sub cut, and the queue -> sync switch halfway. The full
-run (2,000 events, docs/chaos.md) is the same script with bigger numbers. A failure prints
-the script's table; replay it with the seed in its last line.
+run (2,000 events, docs/chaos.md) is the same command with bigger numbers. A failure shows
+the run's table; replay it with the seed in its last line.
 """
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.conftest import run_proof_tool
+
 SEED, EVENTS, CUSTOMERS = 7, 300, 40
 BUDGET_SECONDS = 230  # the whole test stays under four minutes on the 2-core CI machine
 INVARIANTS = (
@@ -36,28 +35,19 @@ INVARIANTS = (
 @pytest.mark.chaos
 def test_small_chaos_run_holds_every_invariant(tmp_path: Path) -> None:
     argv = [
-        sys.executable,
-        "scripts/proof/chaos.py",
+        "scripts/proof/chaos",
         *("--seed", str(SEED), "--events", str(EVENTS), "--customers", str(CUSTOMERS)),
         *("--kills", "2", "--firestore-cuts", "1", "--pubsub-cuts", "1"),
-        *("--report", str(tmp_path / "chaos.json")),
     ]
-    done = subprocess.run(
-        argv, cwd=ROOT, capture_output=True, text=True, timeout=BUDGET_SECONDS, check=False
-    )
-    out = done.stdout
-    assert done.returncode == 0, f"{out[-6000:]}\n--- stderr ---\n{done.stderr[-3000:]}"
+    out, report = run_proof_tool(argv, tmp_path / "chaos.json", BUDGET_SECONDS)
+    verdicts = {v["name"]: v["ok"] for v in report["verdicts"]}
     for name in INVARIANTS:
-        assert re.search(rf"^  PASS  {re.escape(name)} \(", out, re.M), f"no PASS for {name}"
-    assert "FAIL" not in out
-    faults = {
-        "worker SIGKILL + restart on the same port": r"\s+2$",
-        "Firestore connections cut (all functions)": r"\s+1 \(",
-        "Pub/Sub connections cut (all functions)": r"\s+1 \(",
-        "switch queue -> sync, events still in flight": r"\s+1 \(",
-    }
-    for label, count in faults.items():
-        assert re.search(rf"^  {re.escape(label)}{count}", out, re.M), f"fault missing: {label}"
-    twice = re.search(r"events delivered twice or more\s+\d+ \((\d+\.\d)%\)", out)
-    assert twice and float(twice.group(1)) >= 20.0
+        assert verdicts.get(name) is True, f"no PASS for {name}"
+    assert all(verdicts.values()), [name for name, ok in verdicts.items() if not ok]
+    figures = report["figures"]
+    assert figures["kills"] == 2, "fault missing: worker SIGKILL + restart on the same port"
+    assert figures["cuts"] == {"firestore": 1, "pubsub": 1}, "fault missing: a cut"
+    assert figures["switches"] == 1, "fault missing: the switch queue -> sync"
+    assert figures["delivered_twice_percent"] >= 20.0
+    assert (report["pass"], report["held"], report["invariants"]) == (True, 11, 11)
     assert out.rstrip().splitlines()[-1].startswith("CHAOS PASS: 11/11 invariants held")

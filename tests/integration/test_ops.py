@@ -39,22 +39,7 @@ from tests.support.terminal import read_available
 
 def ops_run(stack, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """``paynow-ops --json ARGS`` against the local stack, as an operator runs it."""
-    env = {
-        **os.environ,
-        "GOOGLE_CLOUD_PROJECT": localstack.PROJECT,
-        "FIRESTORE_EMULATOR_HOST": stack.emulators.firestore_host,
-        "PUBSUB_EMULATOR_HOST": stack.emulators.pubsub_host,
-        **extra_env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "scripts.ops.cli", "--json", *args],
-        cwd=localstack.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return localstack.paynow_ops(stack.emulators, *args, env=extra_env)
 
 
 def ops(stack, *args: str, **extra_env: str) -> tuple[int, Any]:

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
-from google.protobuf import duration_pb2
 from paynow.domain import payloads
 
 from scripts.local import localstack
@@ -55,28 +54,16 @@ def forms(stack: Stack) -> Iterator[dict[str, Form]]:
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     project, run = stack.emulators.project, uuid.uuid4().hex[:6]
     made: dict[str, Form] = {}
-    procs: list[localstack.Process] = []
+    functions = []
     try:
         for name, wrapper in FORMS.items():
             topic = publisher.topic_path(project, f"paynow-events-{name}-{run}")
             subscription = subscriber.subscription_path(project, f"paynow-push-{name}-{run}")
             publisher.create_topic(name=topic)
             subscriber.create_subscription(
-                request={
-                    "name": subscription,
-                    "topic": topic,
-                    "push_config": {"push_endpoint": stack.worker, **wrapper},
-                    "enable_message_ordering": True,
-                    "ack_deadline_seconds": localstack.PUSH_ACK_DEADLINE_SECONDS,
-                    "retry_policy": {
-                        "minimum_backoff": duration_pb2.Duration(
-                            seconds=localstack.PUSH_MIN_BACKOFF_SECONDS
-                        ),
-                        "maximum_backoff": duration_pb2.Duration(
-                            seconds=localstack.PUSH_MAX_BACKOFF_SECONDS
-                        ),
-                    },
-                }
+                request=localstack.push_subscription(
+                    subscription, topic, {"push_endpoint": stack.worker, **wrapper}
+                )
             )
             env = localstack.function_env(
                 pubsub_host=stack.emulators.pubsub_host,
@@ -84,16 +71,16 @@ def forms(stack: Stack) -> Iterator[dict[str, Form]]:
                 mode="queue",
                 extra={"PAYNOW_WEBHOOK_SECRET": SECRET, "PUBSUB_TOPIC": topic.rsplit("/")[-1]},
             )
-            procs.append(
-                localstack.start_function(
+            functions.append(
+                localstack.Function(
                     f"it-webhook-{name}", "paynow_webhook", localstack.free_port(), env
                 )
             )
-            made[name] = Form(procs[-1].address, topic, subscription)
-        yield made
+            made[name] = Form(functions[-1].url, topic, subscription)
+        with localstack.LocalRun() as local:
+            local.functions(*functions)
+            yield made
     finally:
-        for proc in procs:
-            proc.stop()
         for form in made.values():
             with contextlib.suppress(gexc.GoogleAPICallError):
                 subscriber.delete_subscription(request={"subscription": form.subscription})

@@ -24,7 +24,7 @@ from paynow.adapters.firestore_store import FirestoreEventStore
 from paynow.domain.messages import QueueMessage
 from paynow.service.reconcile import ReconcileService
 
-from tests.conftest import Emulators
+from scripts.local import localstack
 
 BACKLOG, BATCH, WINDOW = 1000, 200, 300
 
@@ -80,7 +80,7 @@ class World:
 
 
 @pytest.fixture
-def world(emulators: Emulators) -> Iterator[World]:
+def world(emulators: localstack.Emulators) -> Iterator[World]:
     project = f"drain-{uuid.uuid4().hex[:8]}"
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     paths = {}

@@ -303,11 +303,8 @@ def one_thread_webhook(stack) -> Iterator[str]:
         firestore_host=stack.emulators.firestore_host,
         extra={"PAYNOW_WEBHOOK_SECRET": SECRET, "THREADS": "1"},
     )
-    proc = localstack.start_function("it-webhook-one-thread", "paynow_webhook", port, env)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.stop()
+    with localstack.LocalRun() as run:
+        yield run.function("it-webhook-one-thread", "paynow_webhook", port, env).address
 
 
 def _answers_at_once(url: str) -> float:

@@ -19,7 +19,6 @@ import pytest
 from paynow.domain import payloads
 
 from scripts.local import localstack
-from tests.conftest import Emulators
 from tests.integration.conftest import balance, find_event, send
 
 CURRENT = ("it-sub-order-secret", "it-sub-refund-secret", "it-sub-chargeback-secret")
@@ -27,7 +26,7 @@ PREVIOUS = ("it-old-order-secret", "it-old-refund-secret")
 LINES = [("gems-100", 1, 199)]  # 100 points
 
 
-def webhook_env(emulators: Emulators, **extra: str) -> dict[str, str]:
+def webhook_env(emulators: localstack.Emulators, **extra: str) -> dict[str, str]:
     return localstack.function_env(
         pubsub_host=emulators.pubsub_host,
         firestore_host=emulators.firestore_host,
@@ -47,17 +46,18 @@ def webhooks(stack) -> Iterator[dict[str, str]]:
         "in_grace": (now + timedelta(days=1)).isoformat(),
         "past_grace": (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    procs = {}
-    try:
-        for name, until in deadlines.items():
-            env = webhook_env(stack.emulators, PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL=until)
-            procs[name] = localstack.start_function(
-                f"it-secrets-{name}", "paynow_webhook", localstack.free_port(), env
-            )
-        yield {name: proc.address for name, proc in procs.items()}
-    finally:
-        for proc in procs.values():
-            proc.stop()
+    functions = [
+        localstack.Function(
+            f"it-secrets-{name}",
+            "paynow_webhook",
+            localstack.free_port(),
+            webhook_env(stack.emulators, PAYNOW_WEBHOOK_SECRET_PREVIOUS_UNTIL=until),
+        )
+        for name, until in deadlines.items()
+    ]
+    with localstack.LocalRun() as run:
+        procs = run.functions(*functions)
+        yield {name: proc.address for name, proc in zip(deadlines, procs, strict=True)}
 
 
 @pytest.mark.parametrize("which", ["in_grace", "past_grace"])

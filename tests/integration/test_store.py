@@ -54,7 +54,9 @@ def test_every_move_in_and_out_of_received_moves_the_wait(
     assert store.process(inline, inline.event_id, "sync", behind_pending=True).status == (
         "processed"
     )
-    assert store.reopen(second.event_id) == "received"  # a replay queues it again
+    reopened = store.reopen(second.event_id)  # a replay queues it again
+    assert reopened is not None and reopened.status == "received"
+    assert reopened.message.ordering_key == cust  # published again behind its customer
     assert store.process(later, later.event_id, "sync", behind_pending=True).status == BEHIND
     assert store.process(None, second.event_id, "queue").status == "processed"
     assert store.process(later, later.event_id, "sync", behind_pending=True).status == "processed"

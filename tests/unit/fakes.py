@@ -182,14 +182,15 @@ class FakeStore:
             documents.dead_letter_writes(event_id, record, new_record, code, message, self._stamp())
         )
 
-    def reopen(self, event_id: str) -> str | None:
+    def reopen(self, event_id: str) -> records.Reopened | None:
         self.journal.append(f"store.reopen:{event_id}")
         record = self.events.get(event_id)
         if record is None:
             return None
         writes = documents.reopen_writes(event_id, record, self._stamp())
+        reopened = documents.reopened(event_id, record, writes)
         self._commit(writes)
-        return RECEIVED if writes else str(record["status"])
+        return reopened
 
     def record_failure(
         self, event_id: str, code: str, message: str, *, counted: bool = True

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from google.cloud import firestore
-from paynow.adapters import firestore_store
+from paynow.adapters import documents, firestore_store
 from pytest_mock import MockerFixture
 
 # A replay publishes the event now: reconcile's count starts again (see reopen_writes).
@@ -14,7 +14,8 @@ FRESH = {"republishCount": 0, "republishedAt": firestore.SERVER_TIMESTAMP}
 
 
 def _reopen(mocker: MockerFixture, record: dict[str, Any] | None) -> tuple[str | None, Any, Any]:
-    """Run ``reopen`` on ``record``: (its answer, the transaction, the event's reference)."""
+    """Run ``reopen`` on ``record``: (the status it answers, the transaction, the event's
+    reference). The record is read once, and the message comes from that one read."""
     db = mocker.MagicMock()
     ref = db.collection.return_value.document.return_value
     snap = mocker.MagicMock(exists=record is not None, reference=ref)
@@ -23,7 +24,12 @@ def _reopen(mocker: MockerFixture, record: dict[str, Any] | None) -> tuple[str |
     txn.get_all.return_value = [snap]
     mocker.patch("google.cloud.firestore.transactional", side_effect=lambda fn: fn)
     store = firestore_store.FirestoreEventStore(db, ttl_days=30)
-    return store.reopen("evt-1"), txn, ref
+    reopened = store.reopen("evt-1")
+    txn.get_all.assert_called_once()
+    if reopened is None:
+        return None, txn, ref
+    assert reopened.message == documents.queue_message("evt-1", record or {})
+    return reopened.status, txn, ref
 
 
 def test_a_dead_lettered_event_is_received_again_with_its_attempts_reset(mocker: MockerFixture):
@@ -34,6 +40,29 @@ def test_a_dead_lettered_event_is_received_again_with_its_attempts_reset(mocker:
         ref, {"status": "received", "attempts": 0, "processedAt": None, **FRESH}
     )
     txn.set.assert_not_called()
+
+
+def test_the_message_to_publish_again_carries_the_record_s_ids_and_ordering_key(
+    mocker: MockerFixture,
+):
+    record = {
+        "status": "dead_lettered",
+        "eventType": "ON_ORDER_COMPLETED",
+        "customerId": "cust-7",
+        "userId": "user-7",
+    }
+    db = mocker.MagicMock()
+    snap = mocker.MagicMock(exists=True, reference=db.collection.return_value.document())
+    snap.to_dict.return_value = record
+    db.transaction.return_value.get_all.return_value = [snap]
+    mocker.patch("google.cloud.firestore.transactional", side_effect=lambda fn: fn)
+    reopened = firestore_store.FirestoreEventStore(db, ttl_days=30).reopen("evt-1")
+    assert reopened is not None
+    assert (reopened.message.event_id, reopened.message.event_type) == (
+        "evt-1",
+        "ON_ORDER_COMPLETED",
+    )
+    assert (reopened.message.ordering_key, reopened.message.user_id) == ("cust-7", "user-7")
 
 
 def test_a_dead_lettered_event_of_a_customer_changes_its_record_only(mocker: MockerFixture):

@@ -15,6 +15,8 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.pubsub_v1.types import PubsubMessage, PullResponse, ReceivedMessage
 from paynow.domain.errors import DependencyUnavailable
+from paynow.domain.messages import QueueMessage
+from paynow.domain.records import Reopened
 from pytest_mock import MockerFixture
 
 from scripts.ops import cli, health
@@ -108,7 +110,9 @@ def raw_body() -> PubsubMessage:
 def make_ops(mocker: MockerFixture, subscriber: Any) -> Any:
     """``Ops`` on mocks (typed ``Any``: tests set and check the mocks through it)."""
     store = mocker.MagicMock()
-    store.reopen.return_value = "received"
+    store.reopen.side_effect = lambda event_id: Reopened(
+        "received", QueueMessage(event_id, "ON_ORDER_COMPLETED", f"cust-of-{event_id}", None)
+    )
     store.event_status.return_value = {"status": "received", "eventType": "ON_ORDER_COMPLETED"}
     ops = Ops(
         settings=helpers.settings(),
@@ -181,6 +185,33 @@ def test_a_peek_of_several_pages_counts_every_message_once_and_consumes_none():
     assert subscription.deliveries == 250  # nothing was pulled twice
 
 
+def test_event_show_stops_pulling_at_the_first_dlq_message_of_its_event(mocker, capsys):
+    subscription = FakeSubscription([message(n) for n in range(250)])
+    ops = make_ops(mocker, subscription)
+    ops.store.event_status.return_value = {"status": "dead_lettered", "userId": None}
+    code, shown = run(ops, mocker, capsys, "event", "show", "evt-7")
+    assert code == 0 and shown["inDeadLetterQueue"] is True
+    assert subscription.pulls == 1 and subscription.deliveries == 100  # the first page only
+    assert len(subscription.waiting) == 250 and subscription.held() == 0  # nothing consumed
+    code, shown = run(ops, mocker, capsys, "event", "show", "evt-no-such")
+    assert shown["inDeadLetterQueue"] is False and subscription.held() == 0
+
+
+def test_health_counts_one_page_of_dead_letters_and_says_there_may_be_more(mocker):
+    subscription = FakeSubscription([message(n) for n in range(250)])
+    ops = make_ops(mocker, subscription)
+    check = health._Health(ops)
+    sub = mocker.MagicMock(topic=ops.settings.dlq_topic_path)
+    sub.push_config.push_endpoint = ""
+    assert check.dlq(sub) == 100
+    assert check.checks[-1]["status"] == "warn"
+    assert check.checks[-1]["detail"].startswith("100 or more: ")
+    assert subscription.pulls == 1 and subscription.held() == 0
+    few = FakeSubscription([message(n) for n in range(3)])
+    check = health._Health(make_ops(mocker, few))
+    assert check.dlq(sub) == 3 and check.checks[-1]["detail"].startswith("3: ")
+
+
 def test_held_messages_are_renewed_before_their_deadline_runs_out():
     subscription = FakeSubscription([message(n) for n in range(30)], ack_deadline=10)
     reader = DeadLetters(
@@ -231,6 +262,19 @@ def test_replay_plan_follows_the_event_status(event_id, status, action, outcome)
     assert (plan.action, plan.outcome) == (action, outcome)
 
 
+def test_a_replay_reads_each_record_once_and_publishes_the_message_reopen_returned(mocker, capsys):
+    subscription = FakeSubscription([message(n) for n in range(3)])
+    ops = make_ops(mocker, subscription)
+    code, replay = run(ops, mocker, capsys, "dlq", "replay", "--all")
+    assert code == 0 and replay["republished"] == 3
+    assert [c.args for c in ops.store.reopen.call_args_list] == [("evt-0",), ("evt-1",), ("evt-2",)]
+    ops.store.event_status.assert_not_called()  # reopen's one read told status and message
+    published = [c.args[0] for c in ops.publisher.publish.call_args_list]
+    assert [(m.event_id, m.ordering_key) for m in published] == [
+        (f"evt-{n}", f"cust-of-evt-{n}") for n in range(3)
+    ]
+
+
 def test_a_publish_failure_is_reported_for_its_message_and_the_rest_go_on(mocker, capsys):
     subscription = FakeSubscription([message(n) for n in range(5)])
     ops = make_ops(mocker, subscription)
@@ -265,7 +309,10 @@ def test_the_table_summary_is_printed_when_a_message_fails(mocker, capsys):
 def test_an_already_processed_event_is_acknowledged_as_done(mocker, capsys):
     subscription = FakeSubscription([message(1)])
     ops = make_ops(mocker, subscription)
-    ops.store.reopen.return_value = "processed"
+    ops.store.reopen.side_effect = None
+    ops.store.reopen.return_value = Reopened(
+        "processed", QueueMessage("evt-1", "ON_ORDER_COMPLETED", None, None)
+    )
     code, replay = run(ops, mocker, capsys, "dlq", "replay", "--event-id", "evt-1")
     assert code == 0 and replay["already_done"] == 1 and replay["acknowledged"] == 1
     assert "nothing to redo" in replay["messages"][0]["detail"]

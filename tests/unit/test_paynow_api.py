@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 import requests
-from paynow.adapters.paynow_api import ApiSettings, PayNowApi, PayNowApiError, payload_bytes
+from paynow.adapters.paynow_api import (
+    DEFAULT_URL,
+    ApiSettings,
+    PayNowApi,
+    PayNowApiError,
+    payload_bytes,
+)
 from paynow.config import ConfigError
 from paynow.domain import payloads
 from pytest_mock import MockerFixture
@@ -246,6 +252,13 @@ def test_the_key_can_come_from_secret_manager():
     assert asked == [secret]
     with pytest.raises(ConfigError, match="does not hold an API key"):
         s.key(lambda name: "has a space in it")
+
+
+def test_settings_made_without_any_key_are_a_configuration_error_not_an_assert():
+    """``load`` refuses them; settings built by hand still get the error naming the variables."""
+    s = ApiSettings(url=DEFAULT_URL, store_id=STORE, api_key=None, api_key_secret_id=None)
+    with pytest.raises(ConfigError, match="PAYNOW_API_KEY or PAYNOW_API_KEY_SECRET_ID"):
+        s.key(lambda name: KEY)
 
 
 @pytest.mark.parametrize(

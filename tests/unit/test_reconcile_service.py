@@ -250,7 +250,8 @@ def test_a_replayed_event_starts_its_republish_count_again() -> None:
     world.clock += AFTER + 1
     assert world.reconciler.run().dead_lettered == 1
     world.store.now = datetime.fromtimestamp(world.clock, UTC)
-    assert world.store.reopen("e-1") == "received"
+    reopened = world.store.reopen("e-1")
+    assert reopened is not None and reopened.status == "received"
     assert world.store.events["e-1"]["republishCount"] == 0
     assert world.reconciler.run().found == 0  # just published by the replay
     world.clock += AFTER + 1

@@ -203,6 +203,13 @@ def reopen_writes(event_id: str, record: dict[str, Any], at: object) -> list[Wri
     return []
 
 
+def reopened(event_id: str, record: dict[str, Any], writes: list[Write]) -> records.Reopened:
+    """What ``reopen`` answers for a record and its ``reopen_writes``: the status after them
+    and the message to publish, read from the same record (a replay reads it once)."""
+    status = RECEIVED if writes else str(record.get("status"))
+    return records.Reopened(status, queue_message(event_id, record))
+
+
 def republished_writes(event_ids: list[str], at: object) -> list[Write]:
     """Reconcile's stamp on each event it published again: when, and one more time."""
     fields = {REPUBLISHED_AT: at, REPUBLISH_COUNT: Add(1)}

@@ -1,6 +1,6 @@
 """The event store on Firestore: records, the points transaction, indexes, ledger.
 
-Collections and fields are the contract of ARCHITECTURE.md. The transaction
+Collections and fields are the contract (docs/contract.md). The transaction
 reads everything an event's rule needs in one ``get_all`` round trip (event
 record, catalog entries, order, subscription), then writes the balance (as
 an increment, so the user document is never read and never contended), the
@@ -42,7 +42,7 @@ from paynow.adapters.documents import (
 from paynow.adapters.google_errors import calling
 from paynow.domain import events as ev
 from paynow.domain import points, records
-from paynow.domain.records import RECEIVED, Processed, Step, Stuck
+from paynow.domain.records import RECEIVED, Processed, Reopened, Step, Stuck
 
 __all__ = ["CATALOG", "EVENTS", "LEDGER", "ORDERS", "REJECTIONS", "SUBSCRIPTIONS"]
 __all__ += ["COMPOSITE_INDEXES", "USERS", "FirestoreEventStore", "client"]
@@ -339,28 +339,28 @@ class FirestoreEventStore:
         with calling("Firestore"):
             firestore.transactional(mark)(self._db.transaction())
 
-    def reopen(self, event_id: str) -> str | None:
-        """Ready an event for a replay; return its status (``received``: publish it).
+    def reopen(self, event_id: str) -> Reopened | None:
+        """Ready an event for a replay; its status after, and the message that publishes it.
 
         A ``dead_lettered`` event goes back to ``received``; one still ``received``
         (its message dead-lettered by Pub/Sub itself) stays so. Both start their
         attempts again (and the received one its last error), so the replay's first
         transient failure does not dead-letter it at once. Processed or ignored
         events stay as they are (a replay must never credit twice); the caller
-        publishes only what comes back ``received``.
+        publishes only what comes back ``received``. None: no record.
         """
         ref = self._event_ref(event_id)
 
-        def reopen(txn: Any) -> str | None:
+        def reopen(txn: Any) -> Reopened | None:
             record = _read(txn, [ref])[ref.path]
             if record is None:
                 return None
             writes = documents.reopen_writes(event_id, record, firestore.SERVER_TIMESTAMP)
             self._commit(txn, writes)
-            return RECEIVED if writes else str(record.get("status"))
+            return documents.reopened(event_id, record, writes)
 
         with calling("Firestore"):
-            result: str | None = firestore.transactional(reopen)(self._db.transaction())
+            result: Reopened | None = firestore.transactional(reopen)(self._db.transaction())
             return result
 
     def record_failure(

@@ -34,6 +34,7 @@ import requests
 from paynow.config import ConfigError
 
 DEFAULT_URL = "https://api.paynow.gg"
+NO_KEY = "PAYNOW_API_KEY or PAYNOW_API_KEY_SECRET_ID must be set for the paynow commands"
 STATES = ("success", "pending", "failed", "all")  # WebhookState
 JSON_WEBHOOK = "json_v1"  # WebhookType of a subscription that posts PayNow's JSON body
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -87,16 +88,15 @@ class ApiSettings:
                 f"PAYNOW_API_KEY_SECRET_ID must look like projects/P/secrets/S, got {secret_id!r}"
             )
         if key is None and secret_id is None:
-            raise ConfigError(
-                "PAYNOW_API_KEY or PAYNOW_API_KEY_SECRET_ID must be set for the paynow commands"
-            )
+            raise ConfigError(NO_KEY)
         return cls(url=url, store_id=store, api_key=key, api_key_secret_id=secret_id)
 
     def key(self, read_secret: Callable[[str], str] | None = None) -> str:
         """The key: the value when given, else the latest version of the secret."""
         if self.api_key is not None:
             return self.api_key
-        assert self.api_key_secret_id is not None  # load requires one of them
+        if self.api_key_secret_id is None:  # ``load`` refuses it; settings made by hand may not
+            raise ConfigError(NO_KEY)
         if read_secret is None:
             from paynow.adapters.secrets import read_latest
 

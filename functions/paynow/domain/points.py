@@ -140,7 +140,7 @@ def apply(
     order: OrderState | None,
     subscription: SubscriptionState | None,
 ) -> Outcome:
-    """The rule for ``event``'s type over the current state (see ARCHITECTURE.md)."""
+    """The rule for ``event``'s type over the current state (docs/contract.md, "Points")."""
     d = event.details
     if not event.handled:
         return IGNORED

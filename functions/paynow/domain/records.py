@@ -59,6 +59,15 @@ class Stuck:
     mode: str
 
 
+@dataclass(frozen=True)
+class Reopened:
+    """An event a replay readied: its status after (``received``: publish ``message``; a
+    final one stays as it was), and the ids-only message that publishes it again."""
+
+    status: str
+    message: QueueMessage
+
+
 def is_final(status: object) -> bool:
     return status in FINAL_STATES
 

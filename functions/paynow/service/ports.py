@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from paynow.domain.events import PayNowEvent
 from paynow.domain.messages import DeadLetter, QueueMessage
-from paynow.domain.records import Processed, Stuck
+from paynow.domain.records import Processed, Reopened, Stuck
 
 
 class SecretSource(Protocol):
@@ -50,8 +50,9 @@ class EventStore(Protocol):
     ) -> None:
         """Move a not-yet-final event to ``dead_lettered`` with its last error."""
 
-    def reopen(self, event_id: str) -> str | None:
-        """Ready an event for a replay; its status after (``received``: publish it), or None."""
+    def reopen(self, event_id: str) -> Reopened | None:
+        """Ready an event for a replay (in one read of its record): its status after
+        (``received``: publish the message it carries), or None when there is no record."""
 
     def record_failure(
         self, event_id: str, code: str, message: str, *, counted: bool = True

@@ -64,7 +64,7 @@ class BenchStack:
             target,
             port,
             self.env(mode, threads),
-            **({"source": source} if source else {}),
+            source=source or localstack.FUNCTIONS / "main.py",
             started=started,
         )
         self.urls[name], self.processes[name], self.threads[name] = proc.address, proc, threads
