@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import ticker
 
 from scripts.proof.bench.run import (
     PEER,
@@ -22,8 +23,6 @@ from scripts.proof.bench.run import (
 
 
 def _log_axis(axis: Any) -> None:
-    from matplotlib import ticker
-
     axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     axis.set_minor_formatter(ticker.NullFormatter())
@@ -75,18 +74,22 @@ def charts(res: Results, out: Path) -> None:
     plt.close(fig)
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(18, 5))
-    for name in (QUEUE, RAW_QUEUE_POOL, SYNC, RAW_SYNC_POOL):
+    for name in (QUEUE, QUEUE_FLOOR, RAW_QUEUE_POOL, SYNC, SYNC_FLOOR, RAW_SYNC_POOL):
         levels = [lvl for (n, lvl) in res.load if n == name]
         rates = [statistics.median(res.load[name, lvl].rates()) for lvl in levels]
-        left.plot(levels, rates, "--" if name.startswith("raw") else "-", marker="o", label=name)
+        style = "-" if name in (QUEUE, SYNC) else ("--" if name.startswith("raw") else ":")
+        left.plot(levels, rates, style, marker="o", label=name)
     left.set(
         xscale="log",
+        yscale="log",
         xticks=list(res.size.levels),
         xticklabels=[str(x) for x in res.size.levels],
         xlabel="concurrent clients",
-        ylabel="requests/s (median of rounds)",
-        title="Throughput under load: the code over HTTP, the raw floor in-process",
+        ylabel="requests/s (median of rounds, log)",
+        title="Throughput under load: the code, its served floor, its raw floor",
     )
+    left.xaxis.set_minor_formatter(ticker.NullFormatter())  # the levels are the only labels
+    _log_axis(left.yaxis)
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     rounds = np.arange(1, len(res.worker) + 1)

@@ -8,9 +8,8 @@ import subprocess
 import sys
 import time
 
-from tqdm import tqdm
-
 from scripts.local import localstack
+from scripts.ops.output import track
 from scripts.proof.bench.measurement import post_json
 from scripts.proof.bench.workload import Workload
 
@@ -63,7 +62,7 @@ def cold_start(work: Workload, runs: int, served_runs: int) -> dict[str, list[fl
     then ``served_runs`` functions-framework servers started and asked once."""
     env = work.stack.env("queue")
     out: dict[str, list[float]] = {BARE: [], IMPORT: [], FIRST: []}
-    for run in tqdm(range(runs), desc="cold start", leave=False, disable=None):
+    for run in track(range(runs), "cold start", runs):
         for which in ("bare", "cold") if run % 2 == 0 else ("cold", "bare"):
             if which == "bare":
                 started, line = _child([_BARE_CHILD], env)

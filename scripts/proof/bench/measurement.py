@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from tqdm import tqdm
 
 from scripts.local import localstack
+from scripts.ops.output import progress
 
 HTTP_TIMEOUT = 60.0
 
@@ -81,9 +81,8 @@ def measure(name: str, op: Op, n: int, threads: int = 1) -> Series:
     """Run ``op`` ``n`` times on ``threads`` threads; a raised exception counts as an error."""
     series = Series(name)
     lock = threading.Lock()
-    bar = tqdm(total=n, desc=f"{name} x{threads}", leave=False, disable=None)
 
-    def one() -> None:
+    def one(advance: Callable[[int], None]) -> None:
         try:
             ms = op()
         except Exception as exc:
@@ -95,18 +94,18 @@ def measure(name: str, op: Op, n: int, threads: int = 1) -> Series:
         else:
             with lock:
                 series.ms.append(ms)
-        bar.update(1)
+        advance(1)
 
-    started = time.perf_counter()
-    if threads == 1:
-        for _ in range(n):
-            one()
-    else:
-        with cf.ThreadPoolExecutor(threads, thread_name_prefix="bench") as pool:
-            for future in [pool.submit(one) for _ in range(n)]:
-                future.result()
-    series.seconds = time.perf_counter() - started
-    bar.close()
+    with progress(f"{name} x{threads}", n) as advance:
+        started = time.perf_counter()
+        if threads == 1:
+            for _ in range(n):
+                one(advance)
+        else:
+            with cf.ThreadPoolExecutor(threads, thread_name_prefix="bench") as pool:
+                for future in [pool.submit(one, advance) for _ in range(n)]:
+                    future.result()
+        series.seconds = time.perf_counter() - started
     return series
 
 

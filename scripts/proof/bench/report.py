@@ -98,6 +98,18 @@ def checks(res: Results) -> list[Check]:
                 0.7,
             )
         )
+        served = res.load[QUEUE_FLOOR, level]
+        out.append(
+            Check(
+                f"queue webhooks/s at {level} clients / served queue floor's rate",
+                median_ratio(web.rates(), served.rates()),
+                f"{statistics.median(web.rates()):.1f} / "
+                f"{statistics.median(served.rates()):.1f} req/s, medians of "
+                f"{len(web.rounds)} rounds",
+                "the code's share under load, serving apart",
+                None,
+            )
+        )
     return out
 
 
@@ -212,7 +224,8 @@ def markdown(res: Results, all_checks: list[Check]) -> str:
         "",
         "Closed loop: each client sends its next request when the last is answered. The "
         "webhook series go over HTTP to one server; the raw floors run the same least work "
-        "from a thread pool of the same size in the bench's process. RSS: the server's "
+        "from a thread pool of the same size in the bench's process, and the served floors the "
+        "same work behind the same server as the code. RSS: the server's "
         "gunicorn worker, peak while the series ran.",
         "",
         "| series | clients | requests/s (median of rounds) | p50 ms | p99 ms | RSS peak MiB "

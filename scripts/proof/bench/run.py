@@ -117,11 +117,16 @@ def run(size_name: str) -> Results:
         say(f"load {size.levels}: {size.per_level} requests a series, {size.load_rounds} rounds")
         webhook_pid = localstack.gunicorn_worker_pid(stack.processes[QUEUE])
         sync_pid = localstack.gunicorn_worker_pid(stack.processes[SYNC])
+        queue_floor_pid = localstack.gunicorn_worker_pid(stack.processes[QUEUE_FLOOR])
+        sync_floor_pid = localstack.gunicorn_worker_pid(stack.processes[SYNC_FLOOR])
+        # The served floors too: what the same server costs under load, apart from the code.
         under_load = [
             (QUEUE, work.queue_webhook, webhook_pid),
             (RAW_QUEUE_POOL, work.raw_queue_work, None),
+            (QUEUE_FLOOR, work.queue_floor, queue_floor_pid),
             (SYNC, work.sync_webhook, sync_pid),
             (RAW_SYNC_POOL, work.raw_sync_work, None),
+            (SYNC_FLOOR, work.sync_floor, sync_floor_pid),
         ]
         for _ in range(size.load_rounds):
             for level in size.levels:
