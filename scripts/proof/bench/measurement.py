@@ -11,12 +11,14 @@ import concurrent.futures as cf
 import contextlib
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -213,10 +215,12 @@ class Flow:
 
 @dataclass
 class Memory:
-    """RSS of one process, sampled while a block runs: the peak and the last value (bytes)."""
+    """RSS of one process, sampled while a block runs: the peak and the last value (bytes);
+    and the CPU it spent meanwhile (user + system), for the CPU a request costs."""
 
     pid: int
     samples: list[int] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
     @property
     def peak(self) -> int:
@@ -241,6 +245,7 @@ def sampling_rss(pid: int, every: float = 0.25) -> Iterator[Memory]:
                 return
 
     thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    cpu_before = _cpu_seconds(pid)
     thread.start()
     try:
         yield memory
@@ -249,3 +254,11 @@ def sampling_rss(pid: int, every: float = 0.25) -> Iterator[Memory]:
         thread.join(timeout=5)
         with contextlib.suppress(OSError, RuntimeError):
             memory.samples.append(localstack.rss_bytes(pid))
+        memory.cpu_seconds = _cpu_seconds(pid) - cpu_before
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU ``pid`` has used (``/proc/PID/stat`` fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

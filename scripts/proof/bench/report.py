@@ -124,6 +124,14 @@ def _ratio(
     return _judge(what, median_ratio(a, b), detail, target, limit)
 
 
+def cpu_ms_per_request(res: Results, name: str, level: int) -> float:
+    """The server's CPU (its gunicorn worker, user + system) per answered request, over
+    every round of one series under load: what sizes an instance's vCPU."""
+    cpu = sum(m.cpu_seconds for m in res.memory[name, level])
+    answered = sum(len(r.ms) for r in res.load[name, level].rounds)
+    return cpu * 1000 / answered if answered else float("nan")
+
+
 def verdict(ok: bool | None) -> str:
     return "info" if ok is None else ("PASS" if ok else "**FAIL**")
 
@@ -225,20 +233,21 @@ def markdown(res: Results, all_checks: list[Check]) -> str:
         "Closed loop: each client sends its next request when the last is answered. The "
         "webhook series go over HTTP to one server; the raw floors run the same least work "
         "from a thread pool of the same size in the bench's process, and the served floors the "
-        "same work behind the same server as the code. RSS: the server's "
-        "gunicorn worker, peak while the series ran.",
+        "same work behind the same server as the code. The server's gunicorn worker: its "
+        "peak RSS while the series ran, and its CPU (user + system) per answered request.",
         "",
         "| series | clients | requests/s (median of rounds) | p50 ms | p99 ms | RSS peak MiB "
-        "| errors |",
-        "|---|---|---|---|---|---|---|",
+        "| server CPU ms a request | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (name, level), rounds in res.load.items():
         x = rounds.pooled()
         mem = res.memory.get((name, level))
         rss = f"{max(m.peak for m in mem) / MIB:.1f}" if mem else "-"
+        cpu = f"{cpu_ms_per_request(res, name, level):.2f}" if mem else "-"
         rate = statistics.median(rounds.rates())
         lines.append(
-            f"| {name} | {level} | {rate:.1f} | {x.p(50):.1f} | {x.p(99):.1f} | {rss} "
+            f"| {name} | {level} | {rate:.1f} | {x.p(50):.1f} | {x.p(99):.1f} | {rss} | {cpu} "
             f"| {x.errors} |"
         )
     lines += [
