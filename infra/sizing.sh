@@ -15,19 +15,20 @@
 # Cloud Run sends it, never queueing some behind busy threads.
 
 # --- paynow_webhook -------------------------------------------------------------
-# Its time is waiting: the function's own work is about 0.05 ms of CPU a request (verify,
-# parse, build the record; docs/benchmarks/README.md), the rest is functions-framework
-# (about 0.3 ms of CPU) and the client libraries' calls, whose answers take a few ms on
-# the emulators and tens of ms in the cloud. Threads therefore pay until the CPU is busy:
-# on two shared cores, beside both emulators, the queue webhook answered 313-384
-# requests/s with 8 threads, 395-421 with 16 and 358-433 with 32 (16 and 64 clients; p99
-# no worse at 16). So: 16 requests per instance ...
+# Its time is waiting: under load the server spent 2.4 ms of CPU a queue request, of which
+# the code (verify, parse, build the record) is 0.15 ms over its served floor's 2.2 ms
+# (functions-framework and the client libraries' calls; docs/benchmarks/results.md); the
+# answers it waits for take a few ms on the emulators and tens of ms in the cloud. Threads
+# therefore pay until the CPU is busy: on two shared cores, beside both emulators, the
+# queue webhook answered 313-384 requests/s with 8 threads, 395-421 with 16 and 358-433
+# with 32 (16 and 64 clients; p99 no worse at 16). So: 16 requests per instance ...
 WEBHOOK_CONCURRENCY=16
-# ... on 1 vCPU, which Cloud Run requires for any concurrency above 1; at about 2 ms of
-# the server's CPU a request that is ~500 requests/s of CPU, more than 16 threads waiting
-# on cloud round trips can send it.
+# ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. The server's CPU
+# under load was 2.4 ms a queue request (its served floor: 2.2 ms), so one vCPU serves about
+# 420 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
+# (docs/benchmarks/README.md, "Capacity").
 WEBHOOK_CPU=1
-# The gunicorn worker peaked at 78-79 MiB under 64 concurrent clients (the bench's load
+# The gunicorn worker peaked at 80 MiB under 64 concurrent clients (the bench's load
 # rounds) and held 78-79 MiB for 180 s at 16 (docs/load.md), the arbiter 28 MiB: ~110 MiB.
 # 512Mi (the second-generation minimum) leaves four times that for bodies (up to 1 MiB
 # each, 16 at once) and library growth.
