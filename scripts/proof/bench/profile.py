@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -66,7 +68,15 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    with bench_stack() as stack, tempfile.TemporaryDirectory() as tmp:
+    # The in-process service logs to stdout as the functions do: to a file, as the bench's.
+    service_log = localstack.LOGS / f"bench-profile-service-{os.getpid()}.log"
+    service_log.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        service_log.open("w") as log,
+        contextlib.redirect_stdout(log),
+        bench_stack() as stack,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         b = Workload(stack)
         b.detach_worker()
         for _ in range(300):  # warm: clients created, JIT of the emulators
