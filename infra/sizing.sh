@@ -15,34 +15,40 @@
 # Cloud Run sends it, never queueing some behind busy threads.
 
 # --- paynow_webhook -------------------------------------------------------------
-# Its time is waiting: in the profile (docs/benchmarks/README.md) the handler thread spends
-# 4.18 ms a request, of which our code is about 0.2 ms and gunicorn + Flask about 0.6 ms; the
-# rest waits on Firestore and Pub/Sub (there tens of ms, here a few). One vCPU therefore
-# keeps several requests busy: from 1 to 8 concurrent clients the queue webhook went from
-# 204 to 308 requests/s on two shared cores, and 32 clients added only queueing (328
-# requests/s, p50 94 ms). So: 8 requests per instance ...
-WEBHOOK_CONCURRENCY=8
-# ... on 1 vCPU, which Cloud Run requires for any concurrency above 1.
+# Its time is waiting: under load the server spent 2.4 ms of CPU a queue request, of which
+# the code (verify, parse, build the record) is 0.15 ms over its served floor's 2.2 ms
+# (functions-framework and the client libraries' calls; docs/benchmarks/results.md); the
+# answers it waits for take a few ms on the emulators and tens of ms in the cloud. Threads
+# therefore pay until the CPU is busy: on two shared cores, beside both emulators, the
+# queue webhook answered 313-384 requests/s with 8 threads, 395-421 with 16 and 358-433
+# with 32 (16 and 64 clients; p99 no worse at 16). So: 16 requests per instance ...
+WEBHOOK_CONCURRENCY=16
+# ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. The server's CPU
+# under load was 2.4 ms a queue request (its served floor: 2.2 ms), so one vCPU serves about
+# 420 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
+# (docs/benchmarks/README.md, "Capacity").
 WEBHOOK_CPU=1
-# The gunicorn worker held 78-79 MiB under 16 concurrent clients for 180 s (+0.6% after
-# warm-up; docs/load.md), the arbiter 28 MiB: ~110 MiB. 512Mi leaves four times that for
-# bodies (up to 1 MiB each, 8 at once) and library growth.
+# The gunicorn worker peaked at 80 MiB under 64 concurrent clients (the bench's load
+# rounds) and held 78-79 MiB for 180 s at 16 (docs/load.md), the arbiter 28 MiB: ~110 MiB.
+# 512Mi (the second-generation minimum) leaves four times that for bodies (up to 1 MiB
+# each, 16 at once) and library growth.
 WEBHOOK_MEMORY=512Mi
 # One warm instance: PayNow waits for this answer, and a cold start costs the client
-# libraries' import before the first answer (423 ms median here on a whole core, import of
+# libraries' import before the first answer (about 400 ms here on a whole core, import of
 # main plus the first answer; more on a cold Cloud Run instance). An idle instance is billed
 # at the idle rate; the others scale from zero.
 WEBHOOK_MIN_INSTANCES=1
 
 # --- paynow_worker --------------------------------------------------------------
-# Also I/O-bound: one credit transaction took 3.1 ms per event on the emulator (raw loop),
-# almost all of it round trips, and the worker reached 0.51x of that loop through push
-# (144.5 events/s, bounded by the emulator's push). Ordering serializes one customer's
-# events, so concurrency comes from different customers: 8, like the webhook ...
+# Also I/O-bound: three round trips an event (its record read beside the transaction's
+# begin, one batch read, one commit), a few ms each on the emulator. Ordering serializes
+# one customer's events, so concurrency comes from different customers; Pub/Sub push
+# raises the deliveries in flight as acknowledgements come fast, and 8 at once per
+# instance keep one vCPU busy without queueing in gunicorn ...
 WORKER_CONCURRENCY=8
 # ... on 1 vCPU (required above concurrency 1).
 WORKER_CPU=1
-# 77-78 MiB under load (docs/load.md), as the webhook: the same 512Mi.
+# 77-79 MiB under load (docs/load.md), as the webhook: the same 512Mi.
 WORKER_MEMORY=512Mi
 # Pub/Sub retries and nobody waits on the answer: a cold start only delays processing.
 WORKER_MIN_INSTANCES=0

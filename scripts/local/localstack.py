@@ -430,13 +430,14 @@ def function_env(
 @dataclass(frozen=True)
 class Function:
     """One function to serve: its log name, its target, its port and environment, and the
-    directory whose ``main.py`` it serves (the repository's ``functions/`` unless staged)."""
+    file that defines the target (``functions/main.py`` unless staged elsewhere, or a tool's
+    own targets, as the benchmark's floors); its directory is the import path and cwd."""
 
     name: str
     target: str
     port: int
     env: Mapping[str, str]
-    source: Path = FUNCTIONS
+    source: Path = FUNCTIONS / "main.py"
 
     @property
     def url(self) -> str:
@@ -451,7 +452,7 @@ class Function:
             "--target",
             self.target,
             "--source",
-            str(self.source / "main.py"),
+            str(self.source),
             "--host",
             "127.0.0.1",
             "--port",
@@ -476,12 +477,12 @@ def start_functions(
     mine: list[Process] = []
     try:
         for fn in todo:
-            env = {**fn.env, "PYTHONPATH": str(fn.source)}
+            env = {**fn.env, "PYTHONPATH": str(fn.source.parent)}
             proc = spawn(
                 fn.name,
                 fn.argv(),
                 env=env,
-                cwd=fn.source,
+                cwd=fn.source.parent,
                 logs=logs,
                 started=started,
                 stamped=stamped,
@@ -504,7 +505,7 @@ def start_function(
     *,
     logs: Path | None = None,
     started: list[Process] | None = None,
-    source: Path = FUNCTIONS,
+    source: Path = FUNCTIONS / "main.py",
     stamped: bool = False,
     tries: int = 1,
 ) -> Process:
@@ -738,7 +739,7 @@ class LocalRun:
         env: Mapping[str, str],
         *,
         tries: int = 1,
-        source: Path = FUNCTIONS,
+        source: Path = FUNCTIONS / "main.py",
     ) -> Process:
         """One function (``start_function``; ``tries`` for a restart on the same port)."""
         return start_function(

@@ -11,9 +11,9 @@ Checks, each printed as ok / FAIL, exit status 1 if any fails:
    smoke subscription (it moves no points and needs no catalog entry) is answered
    ``accepted``, published, pushed by Pub/Sub to the worker with its OIDC token, and its
    record reaches ``processed`` (``--queue-timeout`` seconds, a cold worker included).
-Then the documents it wrote are deleted (``webhookEvents`` records, the smoke subscription,
-the smoke customer's queued count); a queued event that did not get processed is left as it
-is, to be looked at (``paynow-ops event show``), and its ids printed.
+Then the documents it wrote are deleted (``webhookEvents`` records and the smoke
+subscription); a queued event that did not get processed is left as it is, to be looked
+at (``paynow-ops event show``), and its ids printed.
 
 The signing secret comes from ``PAYNOW_WEBHOOK_SECRET`` (the Secret Manager value: one
 secret per line, the first signs) and the Firestore access token from
@@ -216,7 +216,6 @@ def through_the_queue(
     return [
         ("webhookEvents", event_id),
         ("paynowSubscriptions", sub_id),
-        ("paynowCustomers", customer),
     ]
 
 

@@ -279,7 +279,7 @@ def _last_function_write(recorded: Recorded, name: str) -> Request:
 @pytest.mark.parametrize(
     ("name", "entry", "ingress", "cpu", "memory", "concurrency", "min_instances", "max_instances"),
     [
-        ("paynow-webhook", "paynow_webhook", "ALLOW_ALL", "1", "512Mi", 8, 1, 20),
+        ("paynow-webhook", "paynow_webhook", "ALLOW_ALL", "1", "512Mi", 16, 1, 20),
         ("paynow-worker", "paynow_worker", "ALLOW_INTERNAL_ONLY", "1", "512Mi", 8, 0, 20),
         ("paynow-reconcile", "paynow_reconcile", "ALLOW_INTERNAL_ONLY", "1", "512Mi", 1, 0, 1),
         ("paynow-ledger-verify", "ledger_verify", "ALLOW_INTERNAL_ONLY", "1", "1Gi", 1, 0, 1),

@@ -85,7 +85,9 @@ def served(
     port = localstack.free_port()
     env = staged_env(emulators, project, source)
     with localstack.LocalRun() as run:
-        process = run.function(f"ledger-verify-{port}", "ledger_verify", port, env, source=source)
+        process = run.function(
+            f"ledger-verify-{port}", "ledger_verify", port, env, source=source / "main.py"
+        )
         yield Served(process.address, project, process, firestore.Client(project=project))
 
 

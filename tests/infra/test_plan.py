@@ -274,7 +274,7 @@ def test_functions_are_deployed_from_source_with_own_identity_and_access(plan: P
         **common,
         "WEBHOOK_MODE": "sync",
         "PAYNOW_WEBHOOK_SECRET_ID": f"projects/{PROJECT}/secrets/paynow-webhook-secret",
-        "THREADS": "8",
+        "THREADS": "16",
     }
     assert env(worker) == {
         **common,
@@ -312,7 +312,7 @@ def test_sizes_come_from_infra_sizing(plan: Plan) -> None:
         for name, f in final.items()
     }
     assert sizes == {
-        "paynow-webhook": ("1", "512Mi", "8", "1", "20"),
+        "paynow-webhook": ("1", "512Mi", "16", "1", "20"),
         "paynow-worker": ("1", "512Mi", "8", "0", "20"),
         "paynow-reconcile": ("1", "512Mi", "1", "0", "1"),
         "paynow-ledger-verify": ("1", "1Gi", "1", "0", "1"),
@@ -325,7 +325,7 @@ def test_sizes_come_from_infra_sizing(plan: Plan) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("WEBHOOK_CPU=0.5", "WEBHOOK_CONCURRENCY=8 needs WEBHOOK_CPU of at least 1"),
+        ("WEBHOOK_CPU=0.5", "WEBHOOK_CONCURRENCY=16 needs WEBHOOK_CPU of at least 1"),
         ("WORKER_CONCURRENCY=0", "WORKER_CONCURRENCY must be 1-1000"),
         ("LEDGER_MEMORY=1G", "LEDGER_MEMORY must be a size such as 512Mi"),
         ("RECONCILE_CPU=12", "RECONCILE_CPU must be a fraction below 1"),

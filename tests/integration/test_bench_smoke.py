@@ -1,4 +1,4 @@
-"""`scripts/proof/bench.py --size tiny` runs to the end and writes its report; its numbers are not judged.
+"""`python -m scripts.proof.bench --size tiny` runs to the end and writes its report; its numbers are not judged.
 
 The bench starts its own emulators and functions, so this test needs no session fixture.
 """
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.emulators
 def test_tiny_bench_completes_and_writes_its_table(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "scripts/proof/bench.py", "--size", "tiny", "--out", str(tmp_path)],
+        [sys.executable, "-m", "scripts.proof.bench", "--size", "tiny", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,18 +1,18 @@
-"""The Firestore store itself on the emulator: the customer's queued count and sync's wait.
+"""The Firestore store itself on the emulator: sync mode's wait behind a queued event.
 
-``paynowCustomers/{c}.queued`` counts the customer's records in ``received``; sync mode
-reads it in its transaction and queries the pending events only when it is above zero.
-Every transition in and out of ``received`` moves it in the same commit as the status.
+Sync mode asks, beside its transaction's read, which of the customer's events are still
+``received`` (a query on ``customerId`` and ``status``): whatever put an event there or
+took it out (a queued accept, the worker, a dead letter, a replay), the record's status
+is the whole truth.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from google.cloud import firestore
-from paynow.adapters.firestore_store import CUSTOMERS, FirestoreEventStore
+from paynow.adapters.firestore_store import FirestoreEventStore
 from paynow.domain import payloads
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
 from paynow.domain.records import BEHIND
@@ -33,32 +33,34 @@ def _order(event_id: str, customer: str, user: str) -> PayNowEvent:
     return normalize(parse_envelope(payloads.encode(doc)), "user_id")
 
 
-def _queued(db: firestore.Client, customer: str) -> Any:
-    snap = db.collection(CUSTOMERS).document(customer).get()
-    return snap.get("queued") if snap.exists else None
+def _status(db: firestore.Client, event_id: str) -> object:
+    snap = db.collection("webhookEvents").document(event_id).get()
+    return snap.get("status") if snap.exists else None
 
 
-def test_every_move_in_and_out_of_received_moves_the_count(
+def test_every_move_in_and_out_of_received_moves_the_wait(
     store: FirestoreEventStore, db: firestore.Client, ids: Callable[[str], str]
 ) -> None:
     cust, user = ids("cus"), ids("usr")
     first, second = _order(ids("e1"), cust, user), _order(ids("e2"), cust, user)
+    inline, later = _order(ids("s1"), cust, user), _order(ids("s2"), cust, user)
     assert store.record_received(first, "queue") is None
     assert store.record_received(second, "queue") is None
     assert store.record_received(first, "queue") == "received"  # a repeat creates nothing
-    assert _queued(db, cust) == 2
+    assert store.process(inline, inline.event_id, "sync", behind_pending=True).status == BEHIND
     assert store.process(None, first.event_id, "queue").status == "processed"
-    assert _queued(db, cust) == 1
-    assert store.process(None, first.event_id, "queue").status == "duplicate"
-    assert _queued(db, cust) == 1
+    assert store.process(inline, inline.event_id, "sync", behind_pending=True).status == BEHIND
     store.mark_dead_lettered(None, second.event_id, "queue", "unknown_product", "x")
-    assert _queued(db, cust) == 0
-    reopened = store.reopen(second.event_id)
+    assert store.process(inline, inline.event_id, "sync", behind_pending=True).status == (
+        "processed"
+    )
+    reopened = store.reopen(second.event_id)  # a replay queues it again
     assert reopened is not None and reopened.status == "received"
     assert reopened.message.ordering_key == cust  # published again behind its customer
-    assert _queued(db, cust) == 1
+    assert store.process(later, later.event_id, "sync", behind_pending=True).status == BEHIND
     assert store.process(None, second.event_id, "queue").status == "processed"
-    assert _queued(db, cust) == 0
+    assert store.process(later, later.event_id, "sync", behind_pending=True).status == "processed"
+    assert [_status(db, e.event_id) for e in (first, second, inline, later)] == ["processed"] * 4
 
 
 def test_sync_waits_only_behind_an_earlier_queued_event(
@@ -73,11 +75,11 @@ def test_sync_waits_only_behind_an_earlier_queued_event(
     # Without the flag, or for another customer, nothing waits.
     other = _order(ids("o"), ids("cus2"), user)
     assert store.process(other, other.event_id, "sync", behind_pending=True).status == "processed"
-    # Once the queued event is done, the count is zero and the inline one goes.
+    # Once the queued event is done, the inline one goes.
     assert store.process(None, queued.event_id, "queue").status == "processed"
     done = store.process(inline, inline.event_id, "sync", behind_pending=True)
     assert done.status == "processed"
-    assert _queued(db, cust) == 0
+    assert _status(db, inline.event_id) == "processed"
 
 
 def test_a_queued_event_is_not_held_behind_one_received_after_it(
@@ -93,17 +95,15 @@ def test_a_queued_event_is_not_held_behind_one_received_after_it(
     assert store.has_pending_predecessor(first.event_id, cust) is False
 
 
-def test_a_record_the_count_never_saw_does_not_take_it_down(
+def test_a_received_record_written_by_hand_still_holds_a_later_event(
     store: FirestoreEventStore, db: firestore.Client, ids: Callable[[str], str]
 ) -> None:
-    """One written without the count (by hand, or before the count existed) leaves it alone."""
+    """One the store did not write (by hand, by an older version) is seen all the same."""
     cust, user = ids("cus"), ids("usr")
-    legacy, queued, inline = (_order(ids(k), cust, user) for k in ("old", "q", "s"))
-    assert store.record_received(legacy, "queue") is None
-    db.collection("webhookEvents").document(legacy.event_id).update({"queuedCounted": None})
-    db.collection(CUSTOMERS).document(cust).set({"queued": 0})
-    assert store.record_received(queued, "queue") is None
-    assert store.process(None, legacy.event_id, "queue").status == "processed"
-    assert _queued(db, cust) == 1  # still the queued one's
+    legacy, inline = _order(ids("old"), cust, user), _order(ids("s"), cust, user)
+    db.collection("webhookEvents").document(legacy.event_id).set(
+        {"status": "received", "customerId": cust, "receivedAt": firestore.SERVER_TIMESTAMP}
+    )
     behind = store.process(inline, inline.event_id, "sync", behind_pending=True)
     assert behind.status == BEHIND
+    assert _status(db, inline.event_id) is None  # nothing written

@@ -47,7 +47,6 @@ class FakeStore:
             product: {"points": value} for product, value in (catalog or {}).items()
         }
         self.rejections: dict[str, str] = {}
-        self.customers: dict[str, dict[str, Any]] = {}
         self.journal = journal if journal is not None else []
         self.now = now or datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
         self._last = datetime.min.replace(tzinfo=UTC)
@@ -71,9 +70,6 @@ class FakeStore:
 
     # --- records -----------------------------------------------------------
 
-    def queued(self, customer_id: str) -> int:
-        return documents.queued_count(self.customers.get(customer_id))
-
     def _collection(self, path: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         """The dict holding the document at ``path``, by the contract's collection names."""
         if len(path) == 4 and path[0] == documents.USERS and path[2] == documents.LEDGER:
@@ -84,7 +80,6 @@ class FakeStore:
             documents.ORDERS: self.orders,
             documents.SUBSCRIPTIONS: self.subscriptions,
             documents.CATALOG: self.catalog,
-            documents.CUSTOMERS: self.customers,
         }
         assert len(path) == 2, path
         return tables[path[0]]
@@ -109,7 +104,7 @@ class FakeStore:
         existing = self.events.get(event.event_id)
         if existing is not None:
             return str(existing["status"])
-        self._commit(documents.received_writes(event, self._new_record(event, mode), self._stamp()))
+        self._commit(documents.received_writes(event, self._new_record(event, mode)))
         return None
 
     def event_status(self, event_id: str) -> dict[str, Any] | None:
@@ -148,8 +143,7 @@ class FakeStore:
         self.journal.append(f"store.process:{event_id}")
         record = self.events.get(event_id)
         customer_id = event.customer_id if event is not None and behind_pending else None
-        queued = bool(customer_id) and self.queued(str(customer_id)) > 0
-        pending = (lambda: self._pending_of(str(customer_id))) if queued else None
+        pending = (lambda: self._pending_of(str(customer_id))) if customer_id else None
         step = documents.step(event_id, record, event_in_hand=event is not None, pending=pending)
         if step is not Step.APPLY:
             return records.without_applying(step, event_id)

@@ -1,10 +1,10 @@
-"""``bench_profile.breakdown``: py-spy's raw stacks sorted into the layers of a request."""
+"""``bench.profile.breakdown``: py-spy's raw stacks sorted into the layers of a request."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.proof.bench_profile import breakdown
+from scripts.proof.bench.profile import breakdown
 
 HANDLE = "ThreadWorker.handle (gunicorn/workers/gthread.py:553)"
 FLASK = "Flask.__call__ (flask/app.py:1536)"

@@ -37,10 +37,9 @@ def test_a_dead_lettered_event_is_received_again_with_its_attempts_reset(mocker:
     status, txn, ref = _reopen(mocker, record)
     assert status == "received"
     txn.update.assert_called_once_with(
-        ref,
-        {"status": "received", "attempts": 0, "processedAt": None, "queuedCounted": False, **FRESH},
+        ref, {"status": "received", "attempts": 0, "processedAt": None, **FRESH}
     )
-    txn.set.assert_not_called()  # no customer: no queued count to move
+    txn.set.assert_not_called()
 
 
 def test_the_message_to_publish_again_carries_the_record_s_ids_and_ordering_key(
@@ -66,15 +65,15 @@ def test_the_message_to_publish_again_carries_the_record_s_ids_and_ordering_key(
     assert (reopened.message.ordering_key, reopened.message.user_id) == ("cust-7", "user-7")
 
 
-def test_a_dead_lettered_event_of_a_customer_goes_back_into_its_queued_count(
-    mocker: MockerFixture,
-):
+def test_a_dead_lettered_event_of_a_customer_changes_its_record_only(mocker: MockerFixture):
+    """The record's status is the whole truth: sync mode's wait finds it by query."""
     record = {"status": "dead_lettered", "attempts": 3, "customerId": "cust-7"}
-    status, txn, _ = _reopen(mocker, record)
+    status, txn, ref = _reopen(mocker, record)
     assert status == "received"
-    assert txn.update.call_args.args[1]["queuedCounted"] is True
-    ((_, change), kwargs) = txn.set.call_args
-    assert change["queued"].value == 1 and kwargs == {"merge": True}
+    txn.update.assert_called_once_with(
+        ref, {"status": "received", "attempts": 0, "processedAt": None, **FRESH}
+    )
+    txn.set.assert_not_called()
 
 
 def test_a_received_event_dead_lettered_by_pubsub_starts_its_attempts_again(

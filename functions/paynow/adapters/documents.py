@@ -24,10 +24,8 @@ LEDGER = "pointsLedger"
 ORDERS = "paynowOrders"
 SUBSCRIPTIONS = "paynowSubscriptions"
 CATALOG = "pointsCatalog"
-CUSTOMERS = "paynowCustomers"
 REJECTIONS = "rejectedPayloads"
-COLLECTIONS = (EVENTS, USERS, LEDGER, ORDERS, SUBSCRIPTIONS, CATALOG, CUSTOMERS, REJECTIONS)
-QUEUED_COUNTED = "queuedCounted"
+COLLECTIONS = (EVENTS, USERS, LEDGER, ORDERS, SUBSCRIPTIONS, CATALOG, REJECTIONS)
 REPUBLISHED_AT = "republishedAt"
 REPUBLISH_COUNT = "republishCount"
 SOURCES = ("webhook", "backfill")  # how an event reached the pipeline: the record's ``source``
@@ -82,8 +80,6 @@ def event_record(
         "source": source,
         REPUBLISHED_AT: received_at,
         REPUBLISH_COUNT: 0,
-        # In its customer's queued count while received (see queued_change).
-        QUEUED_COUNTED: bool(event.customer_id),
     }
     if expire_at is not None:
         record["expireAt"] = expire_at
@@ -125,36 +121,9 @@ def step(
     )
 
 
-def counted_as_queued(record: dict[str, Any]) -> bool:
-    """A record whose leaving ``received`` must take its customer's queued count down.
-
-    Only records that went into the count carry the mark, so one the count never saw
-    (written before it existed, or by hand) cannot drive it below the truth.
-    """
-    return record.get("status") == RECEIVED and record.get(QUEUED_COUNTED) is True
-
-
-def queued_change(delta: int, at: object) -> dict[str, Any]:
-    """The merge into ``paynowCustomers/{customerId}`` when a record enters or leaves ``received``.
-
-    ``queued`` counts the customer's records in ``received``, so sync mode learns from one
-    document read in its transaction whether any queued event could have to go first.
-    """
-    return {"queued": Add(delta), "updatedAt": at}
-
-
-def _queued_write(customer_id: object, delta: int, at: object) -> list[Write]:
-    if isinstance(customer_id, str) and customer_id:
-        return [Write((CUSTOMERS, customer_id), queued_change(delta, at), "merge")]
-    return []
-
-
-def received_writes(event: ev.PayNowEvent, new_record: NewRecord, at: object) -> list[Write]:
-    """A queued event's record and its customer's count: created together (``create``)."""
-    return [
-        Write((EVENTS, event.event_id), new_record()),
-        *_queued_write(event.customer_id, +1, at),
-    ]
+def received_writes(event: ev.PayNowEvent, new_record: NewRecord) -> list[Write]:
+    """A queued event's record, created (``create``) as ``received``."""
+    return [Write((EVENTS, event.event_id), new_record())]
 
 
 def outcome_writes(
@@ -184,7 +153,7 @@ def outcome_writes(
         sub_id, state = outcome.subscription
         writes.append(Write((SUBSCRIPTIONS, sub_id), subscription_document(state, at)))
     return writes + _finish(
-        event.event_id, record, new_record, processed_fields(event, outcome, at), at
+        event.event_id, record, new_record, processed_fields(event, outcome, at)
     )
 
 
@@ -203,7 +172,7 @@ def dead_letter_writes(
     if record is None and new_record is None:
         return []
     fields = dead_lettered_fields(code, message, at)
-    return _finish(event_id, record, new_record or dict, fields, at)
+    return _finish(event_id, record, new_record or dict, fields)
 
 
 def _finish(
@@ -211,33 +180,24 @@ def _finish(
     record: dict[str, Any] | None,
     new_record: NewRecord,
     final: dict[str, Any],
-    at: object,
 ) -> list[Write]:
-    """The record leaves ``received`` (or is created final), with its customer's count."""
+    """The record leaves ``received`` (or is created final)."""
     if record is None:
         return [Write((EVENTS, event_id), {**new_record(), **final})]
-    writes = [Write((EVENTS, event_id), final, "update")]
-    if counted_as_queued(record):
-        writes += _queued_write(record.get("customerId"), -1, at)
-    return writes
+    return [Write((EVENTS, event_id), final, "update")]
 
 
 def reopen_writes(event_id: str, record: dict[str, Any], at: object) -> list[Write]:
-    """A replay's reset: a dead letter goes back to ``received`` (and into its customer's
-    count), one still ``received`` starts its attempts again; final ones stay as they are.
+    """A replay's reset: a dead letter goes back to ``received``, one still ``received``
+    starts its attempts again; final ones stay as they are.
 
     Both start reconcile's count again too: the replay publishes them now, and one that
     reconcile had given up on must not be dead-lettered again by its next run."""
     status = record.get("status")
     fresh = {REPUBLISH_COUNT: 0, REPUBLISHED_AT: at}
     if status == DEAD_LETTERED:
-        customer_id = record.get("customerId")
-        counted = isinstance(customer_id, str) and bool(customer_id)
-        fields = {"status": RECEIVED, "attempts": 0, "processedAt": None, QUEUED_COUNTED: counted}
-        return [
-            Write((EVENTS, event_id), {**fields, **fresh}, "update"),
-            *_queued_write(customer_id, +1, at),
-        ]
+        fields = {"status": RECEIVED, "attempts": 0, "processedAt": None}
+        return [Write((EVENTS, event_id), {**fields, **fresh}, "update")]
     if status == RECEIVED:
         return [Write((EVENTS, event_id), {"attempts": 0, "lastError": None, **fresh}, "update")]
     return []
@@ -274,12 +234,6 @@ def republish_count(record: dict[str, Any]) -> int:
 def is_int(value: object) -> bool:
     """A stored integer (Firestore hands a bool back as a bool, which Python calls an int)."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def queued_count(doc: dict[str, Any] | None) -> int:
-    """``paynowCustomers/{c}.queued``; absent is 0, and a value that is not an int counts as 1."""
-    value = doc.get("queued", 0) if doc is not None else 0
-    return value if is_int(value) else 1
 
 
 def event_from_record(event_id: str, record: dict[str, Any]) -> ev.PayNowEvent:

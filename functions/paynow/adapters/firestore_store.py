@@ -5,17 +5,22 @@ reads everything an event's rule needs in one ``get_all`` round trip (event
 record, catalog entries, order, subscription), then writes the balance (as
 an increment, so the user document is never read and never contended), the
 ledger entry, the order/subscription index and the event status, all or
-nothing.
+nothing. Sync mode's question "is an earlier event of this customer still
+queued?" is a query (equalities only, served by single-field indexes) asked
+beside that read, not after it, so it costs no round trip of its own.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
@@ -25,7 +30,6 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from paynow.adapters import documents
 from paynow.adapters.documents import (
     CATALOG,
-    CUSTOMERS,
     EVENTS,
     LEDGER,
     ORDERS,
@@ -40,7 +44,7 @@ from paynow.domain import events as ev
 from paynow.domain import points, records
 from paynow.domain.records import RECEIVED, Processed, Reopened, Step, Stuck
 
-__all__ = ["CATALOG", "CUSTOMERS", "EVENTS", "LEDGER", "ORDERS", "REJECTIONS", "SUBSCRIPTIONS"]
+__all__ = ["CATALOG", "EVENTS", "LEDGER", "ORDERS", "REJECTIONS", "SUBSCRIPTIONS"]
 __all__ += ["COMPOSITE_INDEXES", "USERS", "FirestoreEventStore", "client"]
 CALL_TIMEOUT_SECONDS = 10.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
@@ -68,6 +72,8 @@ COMPOSITE_INDEXES: tuple[tuple[tuple[str, str], ...], ...] = (
 
 _PENDING_SAMPLE = 50  # a customer rarely has more than a few events in flight
 _BATCH_WRITES = 500  # Firestore's limit on the writes of one commit
+_BESIDE_THREADS = 32  # reads beside a transaction in flight at once (one per request served)
+T = TypeVar("T")
 
 _clients: dict[str, firestore.Client] = {}
 _clients_lock = threading.Lock()
@@ -97,9 +103,6 @@ class FirestoreEventStore:
     def _event_ref(self, event_id: str) -> Any:
         return self._db.collection(EVENTS).document(event_id)
 
-    def _customer_ref(self, customer_id: str) -> Any:
-        return self._db.collection(CUSTOMERS).document(customer_id)
-
     def _new_record(self, event: ev.PayNowEvent, mode: str) -> documents.NewRecord:
         expire_at = datetime.now(UTC) + self._ttl
         return lambda: documents.event_record(
@@ -113,17 +116,15 @@ class FirestoreEventStore:
             ref = ref.collection(collection).document(doc_id)
         return ref
 
-    def _commit(self, writer: Any, writes: list[Write], *, create: bool = False) -> None:
-        """Put ``writes`` on a batch or transaction; ``create`` makes the first one a create."""
-        for i, w in enumerate(writes):
+    def _commit(self, writer: Any, writes: list[Write]) -> None:
+        """Put ``writes`` on a batch or transaction."""
+        for w in writes:
             ref = self._ref(w.path)
             fields = {
                 k: firestore.Increment(v.amount) if isinstance(v, Add) else v
                 for k, v in w.fields.items()
             }
-            if create and i == 0:
-                writer.create(ref, fields)
-            elif w.kind == "update":
+            if w.kind == "update":
                 writer.update(ref, fields)
             else:
                 writer.set(ref, fields, merge=w.kind == "merge")
@@ -134,13 +135,8 @@ class FirestoreEventStore:
         with calling("Firestore"):
             while True:
                 try:
-                    # The record and its customer's queued count, in one commit.
-                    batch = self._db.batch()
-                    writes = documents.received_writes(
-                        event, self._new_record(event, mode), firestore.SERVER_TIMESTAMP
-                    )
-                    self._commit(batch, writes, create=True)
-                    batch.commit(**_CREATE)
+                    (write,) = documents.received_writes(event, self._new_record(event, mode))
+                    ref.create(write.fields, **_CREATE)
                     return None
                 except gexc.AlreadyExists:
                     snap = ref.get(**_CALL)
@@ -230,10 +226,26 @@ class FirestoreEventStore:
         *,
         behind_pending: bool = False,
     ) -> Processed:
+        # Asked beside the transaction, on a pool thread, started before it begins so they
+        # overlap its begin and its first read: in sync mode whether an earlier event of the
+        # customer is still queued (a query cannot be part of the batch read); for the
+        # worker the record, whose data says what else the transaction must read.
+        customer = event.customer_id if event is not None and behind_pending else None
+        pending = _Beside(functools.partial(self._pending_of, customer or ""), again=True)
+        hint = _Beside(functools.partial(self._event_ref(event_id).get, **_CALL), again=False)
         with calling("Firestore"):
+            if customer:
+                pending.start()
+            if event is None:
+                hint.start()
             transaction = self._db.transaction(max_attempts=8)
             result: Processed = firestore.transactional(self._apply)(
-                transaction, event, event_id, mode, behind_pending
+                transaction,
+                event,
+                event_id,
+                mode,
+                pending if customer else None,
+                hint if event is None else None,
             )
             return result
 
@@ -243,36 +255,38 @@ class FirestoreEventStore:
         given: ev.PayNowEvent | None,
         event_id: str,
         mode: str,
-        behind_pending: bool,
+        pending: _Beside[list[tuple[str, object]]] | None,
+        hint: _Beside[Any] | None,
     ) -> Processed:
         """All reads, then all writes (the function may run again on contention).
 
-        With the event given (sync mode) its needs are known before reading,
-        so the record, the state and the customer's queued count are read
-        together in one round trip; only a customer with queued events costs
-        the query that finds whether one of them came first.
+        One batch read takes the record and the state its rule needs: known from the
+        event itself in sync mode, from the ``hint`` (the record read beside the
+        transaction's begin) for the worker. Only the transaction's own reads decide;
+        a hint that cannot tell (no record yet, unreadable) costs a second read. The
+        ``pending`` answer is waited for only when the record is not final.
         """
         event_ref = self._event_ref(event_id)
-        customer = given.customer_id if given is not None and behind_pending else None
-        if given is not None:
-            refs = self._state_refs(points.needs(given))
-            counter = [self._customer_ref(customer)] if customer else []
-            docs = _read(txn, [event_ref, *refs.all, *counter])
-            record = docs[event_ref.path]
-        else:
-            record = _read(txn, [event_ref])[event_ref.path]
-        queued = bool(customer) and documents.queued_count(docs[counter[0].path]) > 0
-        pending = (lambda: self._pending_of(str(customer))) if queued else None
-        step = documents.step(event_id, record, event_in_hand=given is not None, pending=pending)
+        for beside in (pending, hint):
+            if beside is not None:
+                beside.attempt()
+        refs = self._state_refs(points.needs(given)) if given is not None else self._hinted(hint)
+        docs = _read(txn, [event_ref, *(refs.all if refs is not None else [])])
+        record = docs[event_ref.path]
+        wait = pending.answer if pending is not None else None
+        step = documents.step(event_id, record, event_in_hand=given is not None, pending=wait)
         if step is not Step.APPLY:
             return records.without_applying(step, event_id)
         if given is None:
             assert record is not None  # decide: no record without the event is NOT_VISIBLE
             event = documents.event_from_record(event_id, record)
-            refs = self._state_refs(points.needs(event))
-            docs = _read(txn, refs.all)
+            needed = self._state_refs(points.needs(event))
+            if refs is None or refs.paths != needed.paths:
+                docs.update(_read(txn, needed.all))
+            refs = needed
         else:
             event = given
+        assert refs is not None
         catalog = {
             r.id: value
             for r in refs.catalog
@@ -286,6 +300,17 @@ class FirestoreEventStore:
         )
         self._commit(txn, writes)
         return Processed(status=outcome.status, outcome=outcome)
+
+    def _hinted(self, hint: _Beside[Any] | None) -> _StateRefs | None:
+        """The documents the hinted record's rule reads, or None when the hint cannot tell."""
+        try:
+            snap = hint.answer() if hint is not None else None
+            record = snap.to_dict() if snap is not None and snap.exists else None
+            if snap is None or record is None:
+                return None
+            return self._state_refs(points.needs(documents.event_from_record(snap.id, record)))
+        except Exception:  # a hint only: the transaction's own read decides, and reads again
+            return None
 
     def _state_refs(self, need: points.Needs) -> _StateRefs:
         return _StateRefs(
@@ -424,6 +449,35 @@ def _read(txn: Any, refs: list[Any]) -> dict[str, dict[str, Any] | None]:
     return out
 
 
+@functools.cache
+def _beside_pool() -> cf.ThreadPoolExecutor:
+    return cf.ThreadPoolExecutor(_BESIDE_THREADS, thread_name_prefix="firestore-beside")
+
+
+class _Beside(Generic[T]):
+    """One read run on a pool thread beside a transaction: started before its first
+    attempt and, when ``again``, once more for each retry (an answer that must be as fresh
+    as the attempt's own reads; the worker's hint reads data that never changes)."""
+
+    def __init__(self, read: Callable[[], T], *, again: bool) -> None:
+        self._read = read
+        self._again = again
+        self._future: cf.Future[T] | None = None
+        self._attempts = 0
+
+    def start(self) -> None:
+        self._future = _beside_pool().submit(self._read)
+
+    def attempt(self) -> None:
+        self._attempts += 1
+        if self._future is None or (self._again and self._attempts > 1):
+            self.start()
+
+    def answer(self) -> T:
+        assert self._future is not None  # started by attempt() at the latest
+        return self._future.result(timeout=CALL_TIMEOUT_SECONDS)
+
+
 @dataclass(frozen=True)
 class _StateRefs:
     """The documents an event's rule reads besides its own record."""
@@ -435,3 +489,7 @@ class _StateRefs:
     @property
     def all(self) -> list[Any]:
         return [*self.catalog, *(r for r in (self.order, self.sub) if r is not None)]
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.path for r in self.all]

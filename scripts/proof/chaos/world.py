@@ -89,7 +89,6 @@ class World:
     ledger: dict[str, list[tuple[str, int]]]  # event id -> [(user, delta)]
     orders: dict[str, dict[str, Any]]
     subscriptions: dict[str, dict[str, Any]]
-    customers: dict[str, dict[str, Any]]
 
 
 def read_world(db: Any) -> World:
@@ -105,7 +104,6 @@ def read_world(db: Any) -> World:
         ledger=dict(ledger),
         orders=docs("paynowOrders"),
         subscriptions=docs("paynowSubscriptions"),
-        customers=docs("paynowCustomers"),
     )
 
 

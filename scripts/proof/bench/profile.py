@@ -1,25 +1,26 @@
 """Where a queue-mode webhook answer spends its time, sampled with py-spy inside the server.
 
-    .venv/bin/python scripts/proof/bench_profile.py                # 30 s of sequential webhooks
-    .venv/bin/python scripts/proof/bench_profile.py --seconds 60 --rate 1000
+    .venv/bin/python -m scripts.proof.bench.profile                # 30 s of sequential webhooks
+    .venv/bin/python -m scripts.proof.bench.profile --seconds 60 --rate 1000
 
-The bench (``scripts/proof/bench.py``) compares answer times with floors; this says why the
-queue answer stays above its floor. It starts the bench's stack, removes the push
-subscription (the worker stays idle, as in the bench's webhook series), sends signed
-webhooks to the queue webhook for ``--seconds``, each followed by the same call to the
-service in this process (as the bench interleaves its series, so a request never lands
-while gunicorn is still putting the previous one's connection back), and records
-the webhook's gunicorn worker with ``py-spy record --idle`` (wall clock, every thread).
-It prints, per request, the handler thread's time split into our function's steps, Flask
-and functions-framework around it, and gunicorn around that; and the client's own p50
-answer time and the in-process service's beside it, so the part outside the server
-process shows too.
+The bench compares answer times with floors; this says where a queue answer's time goes. It
+starts the bench's stack, removes the push subscription (the worker stays idle, as in the
+bench's webhook series), sends signed webhooks to the queue webhook for ``--seconds``, each
+followed by the same call to the service in this process (as the bench interleaves its
+series, so a request never lands while gunicorn is still putting the previous one's
+connection back), and records the webhook's gunicorn worker with ``py-spy record --idle``
+(wall clock, every thread). It prints, per request, the handler thread's time split into our
+function's steps, Flask and functions-framework around it, and gunicorn around that; and the
+client's own p50 answer time and the in-process service's beside it, so the part outside the
+server process shows too.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -27,10 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "functions"))
 
 from scripts.local import localstack
-from scripts.proof import bench
+from scripts.proof.bench.stack import bench_stack
+from scripts.proof.bench.workload import Workload
 
 FUNCTION = "paynow_webhook"
 
@@ -66,13 +68,20 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    with bench.bench_stack() as stack, tempfile.TemporaryDirectory() as tmp:
-        b = bench.Bench(stack)
+    # The in-process service logs to stdout as the functions do: to a file, as the bench's.
+    service_log = localstack.LOGS / f"bench-profile-service-{os.getpid()}.log"
+    service_log.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        service_log.open("w") as log,
+        contextlib.redirect_stdout(log),
+        bench_stack() as stack,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        b = Workload(stack)
         b.detach_worker()
         for _ in range(300):  # warm: clients created, JIT of the emulators
             b.queue_webhook()
-        proc = next(p for p in stack.processes if p.address == stack.queue_url)
-        pid = localstack.gunicorn_worker_pid(proc)
+        pid = localstack.gunicorn_worker_pid(stack.processes["webhook queue"])
         raw = Path(tmp) / "spy.txt"
         recorder = subprocess.Popen(
             [

@@ -1,0 +1,170 @@
+"""The floors: the least work the contract needs, done with Google's clients directly.
+
+A floor is never what the code happens to do. Each is written from the contract alone:
+
+- ``publish``: one Publish RPC carrying the contract's ids-only message, its attributes and
+  its ordering key (the customer id), awaited;
+- ``create``: the contract's ``webhookEvents/{eventId}`` record created, with the fields the
+  contract lists and nothing the implementation added;
+- ``create_and_publish``: both at once, awaited (queue mode's least work);
+- ``credit``: one transaction: begin, one batch read of the event, the user, the catalog
+  entry and the order, one commit of the record, the balance, the ledger entry and the
+  order (sync mode's and the worker's least work).
+
+``served.py`` puts the same calls behind the same functions-framework server the code
+runs on; the bench also calls them here, in its own process, for the raw rates.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore, pubsub_v1
+from google.pubsub_v1 import PubsubMessage
+
+PRODUCT, QUANTITY, LINE_CENTS, CURRENCY = "gems-100", 2, 998, "USD"
+EVENT_TYPE = "ON_ORDER_COMPLETED"
+EVENTS, USERS, LEDGER, ORDERS, CATALOG = (
+    "webhookEvents",
+    "users",
+    "pointsLedger",
+    "paynowOrders",
+    "pointsCatalog",
+)
+TTL = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Ids:
+    event: str
+    order: str
+    customer: str
+    user: str
+
+
+def ids_of(body: bytes) -> Ids:
+    """The ids an ``ON_ORDER_COMPLETED`` body carries: the least parsing a floor needs."""
+    doc = json.loads(body)
+    inner = doc["body"]
+    return Ids(
+        doc["event_id"],
+        inner["id"],
+        inner["customer"]["id"],
+        inner["checkout"]["metadata"]["user_id"],
+    )
+
+
+def record(ids: Ids, mode: str) -> dict[str, Any]:
+    """The contract's event record, as it is first written."""
+    return {
+        "eventType": EVENT_TYPE,
+        "userId": ids.user,
+        "status": "received",
+        "mode": mode,
+        "receivedAt": firestore.SERVER_TIMESTAMP,
+        "processedAt": None,
+        "attempts": 0,
+        "lastError": None,
+        "expireAt": datetime.now(UTC) + TTL,
+        "data": {
+            "orderId": ids.order,
+            "lines": [{"productId": PRODUCT, "quantity": QUANTITY}],
+            "totalAmount": LINE_CENTS,
+            "currency": CURRENCY,
+        },
+    }
+
+
+def message(ids: Ids) -> tuple[bytes, dict[str, str]]:
+    """The contract's queue message: ids-only data and its attributes."""
+    data = {"v": 1, "eventId": ids.event, "eventType": EVENT_TYPE, "customerId": ids.customer}
+    data["userId"] = ids.user
+    return json.dumps(data, separators=(",", ":")).encode(), {
+        "eventId": ids.event,
+        "eventType": EVENT_TYPE,
+    }
+
+
+class Floors:
+    """The floor operations on one Firestore client and one Publisher client's channel."""
+
+    def __init__(self, db: firestore.Client, publisher: pubsub_v1.PublisherClient, project: str):
+        self.db = db
+        self._api = publisher.api  # the generated client: one RPC per call, no batching
+        self._topic = f"projects/{project}/topics/paynow-events"
+        self._pool = cf.ThreadPoolExecutor(64, thread_name_prefix="floor-publish")
+
+    def publish(self, ids: Ids) -> None:
+        data, attributes = message(ids)
+        self._api.publish(
+            topic=self._topic,
+            messages=[PubsubMessage(data=data, attributes=attributes, ordering_key=ids.customer)],
+        )
+
+    def create(self, ids: Ids, mode: str = "queue") -> None:
+        self.db.collection(EVENTS).document(ids.event).create(record(ids, mode))
+
+    def create_and_publish(self, ids: Ids) -> None:
+        sent = self._pool.submit(self.publish, ids)
+        self.create(ids)
+        sent.result()
+
+    def credit(self, ids: Ids, *, recorded: bool) -> None:
+        """The points transaction; ``recorded``: the record exists (the worker's case),
+        else it is created by the commit (sync mode's)."""
+        col = self.db.collection
+        event_ref = col(EVENTS).document(ids.event)
+        user_ref = col(USERS).document(ids.user)
+        catalog_ref = col(CATALOG).document(PRODUCT)
+        order_ref = col(ORDERS).document(ids.order)
+        new = None if recorded else record(ids, "sync")
+
+        def apply(txn: Any) -> None:
+            read = txn.get_all([event_ref, user_ref, catalog_ref, order_ref])
+            snaps = {s.reference.path: s for s in read}
+            points = int(snaps[catalog_ref.path].get("points")) * QUANTITY
+            now = firestore.SERVER_TIMESTAMP
+            final = {"status": "processed", "processedAt": now}
+            if new is None:
+                txn.update(event_ref, final)
+            else:
+                txn.set(event_ref, {**new, **final})
+            txn.set(user_ref, {"points": firestore.Increment(points), "updatedAt": now}, merge=True)
+            txn.set(
+                user_ref.collection(LEDGER).document(ids.event),
+                {
+                    "delta": points,
+                    "eventId": ids.event,
+                    "eventType": EVENT_TYPE,
+                    "orderId": ids.order,
+                    "reason": "order_completed",
+                    "createdAt": now,
+                },
+            )
+            txn.set(
+                order_ref,
+                {
+                    "userId": ids.user,
+                    "customerId": ids.customer,
+                    "totalAmount": LINE_CENTS,
+                    "currency": CURRENCY,
+                    "pointsCredited": points,
+                    "refundedAmount": 0,
+                    "pointsReversed": 0,
+                    "updatedAt": now,
+                },
+            )
+
+        firestore.transactional(apply)(self.db.transaction())
+
+    def create_received(self, all_ids: list[Ids]) -> None:
+        """Records as the queue leaves them (``received``), in batches: the raw loop's input."""
+        for start in range(0, len(all_ids), 400):
+            batch = self.db.batch()
+            for ids in all_ids[start : start + 400]:
+                batch.create(self.db.collection(EVENTS).document(ids.event), record(ids, "queue"))
+            batch.commit()
