@@ -98,6 +98,13 @@ def test_a_refusal_is_a_transient_error_not_retried(mocker: MockerFixture) -> No
     client.api.publish.assert_not_called()
 
 
+def test_a_call_refused_before_it_starts_is_a_transient_error(mocker: MockerFixture) -> None:
+    client = _client(mocker, "unused")
+    client.api.transport.publish.future.side_effect = _Failed(grpc.StatusCode.UNAVAILABLE)
+    with pytest.raises(DependencyUnavailable, match="Pub/Sub unavailable"):
+        PubSubPublisher(client, TOPIC, DLQ).publish(MESSAGE)
+
+
 def test_a_dead_letter_is_awaited_on_the_dlq_topic_without_a_key(mocker: MockerFixture) -> None:
     client = _client(mocker, "m2")
     letter = DeadLetter(

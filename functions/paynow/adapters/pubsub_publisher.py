@@ -80,9 +80,12 @@ class PubSubPublisher:
 
     def _start(self, topic: str, request: PublishRequest) -> _Pending:
         with calling("Pub/Sub"):
-            call = self._api.transport.publish.future(
-                request, timeout=PUBLISH_TIMEOUT_SECONDS, metadata=self._metadata[topic]
-            )
+            try:
+                call = self._api.transport.publish.future(
+                    request, timeout=PUBLISH_TIMEOUT_SECONDS, metadata=self._metadata[topic]
+                )
+            except grpc.RpcError as exc:  # a channel may fail the call before it starts
+                raise gexc.from_grpc_error(exc) from exc  # type: ignore[no-untyped-call]
         return _Pending(self, request, call, time.monotonic() + PUBLISH_TIMEOUT_SECONDS)
 
     def retried(self, request: PublishRequest, seconds: float) -> str:
