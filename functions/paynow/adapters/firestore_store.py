@@ -382,8 +382,8 @@ class FirestoreEventStore:
     def has_pending_predecessor(
         self, event_id: str, customer_id: str | None, order_id: str | None = None
     ) -> bool:
-        # The query itself, not the queued count: this is the rare path (a refund or an order
-        # without its predecessor), and it must hold for records the count never saw.
+        # Asked fresh, after the transaction found the predecessor missing: the rare path (a
+        # refund or a close before its order or chargeback), by customer and by order.
         with calling("Firestore"):
             pending = [
                 p
