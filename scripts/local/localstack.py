@@ -177,7 +177,13 @@ def _proc_stats() -> Iterator[tuple[int, list[str]]]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            yield int(entry.name), stat.rsplit(")", 1)[1].split()
+            yield int(entry.name), _after_name(stat)
+
+
+def _after_name(stat: str) -> list[str]:
+    """The fields of a /proc/PID/stat line after the command name (which may hold spaces
+    and parentheses): state, ppid, pgrp, ..."""
+    return stat.rsplit(")", 1)[1].split()
 
 
 def process_groups() -> dict[int, list[int]]:
@@ -240,6 +246,12 @@ def gunicorn_worker_pid(process: Process, timeout: float = 30.0) -> int:
 
 def rss_bytes(pid: int) -> int:
     return proc_status(pid, "VmRSS") * 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user + system CPU ``pid`` has used so far (utime and stime of /proc/PID/stat)."""
+    fields = _after_name(Path(f"/proc/{pid}/stat").read_text())
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn(

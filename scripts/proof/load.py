@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from paynow.domain import payloads
 
 from scripts.local import localstack
-from scripts.proof.bench.measurement import request
+from scripts.proof.bench.measurement import periodically, request
 
 PRODUCT, POINTS = "gems-100", localstack.DEMO_CATALOG["gems-100"]
 USERS = 1000
@@ -119,25 +119,17 @@ def sampling(
     memories: list[Memory], emulator: int, clock: Callable[[], float], runaway: threading.Event
 ) -> Iterator[list[int]]:
     """Sample every second; set ``runaway`` if the Pub/Sub emulator's threads pass the bound."""
-    stop = threading.Event()
     emulator_threads: list[int] = []
 
     def sample() -> None:
-        while not stop.is_set():
-            for m in memories:
-                m.samples.append((clock(), localstack.rss_bytes(m.pid)))
-            emulator_threads.append(threads_under(emulator))
-            if emulator_threads[-1] > MAX_EMULATOR_THREADS:
-                runaway.set()
-            stop.wait(1.0)
+        for m in memories:
+            m.samples.append((clock(), localstack.rss_bytes(m.pid)))
+        emulator_threads.append(threads_under(emulator))
+        if emulator_threads[-1] > MAX_EMULATOR_THREADS:
+            runaway.set()
 
-    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
-    thread.start()
-    try:
+    with periodically(sample, 1.0):
         yield emulator_threads
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def send_load(

@@ -11,14 +11,12 @@ import concurrent.futures as cf
 import contextlib
 import http.client
 import json
-import os
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -232,33 +230,39 @@ class Memory:
 
 
 @contextlib.contextmanager
-def sampling_rss(pid: int, every: float = 0.25) -> Iterator[Memory]:
-    """Sample ``pid``'s RSS every ``every`` seconds while the block runs."""
-    memory = Memory(pid)
+def periodically(sample: Callable[[], None], every: float) -> Iterator[None]:
+    """``sample()`` at once and then every ``every`` seconds, on a thread of its own, until
+    the block ends (the sampler of memory and threads while a load runs)."""
     stop = threading.Event()
 
-    def sample() -> None:
+    def loop() -> None:
         while True:
-            with contextlib.suppress(OSError, RuntimeError):
-                memory.samples.append(localstack.rss_bytes(pid))
+            sample()
             if stop.wait(every):
                 return
 
-    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
-    cpu_before = _cpu_seconds(pid)
+    thread = threading.Thread(target=loop, name="sampler", daemon=True)
     thread.start()
     try:
-        yield memory
+        yield
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def sampling_rss(pid: int, every: float = 0.25) -> Iterator[Memory]:
+    """Sample ``pid``'s RSS every ``every`` seconds while the block runs, and its CPU."""
+    memory = Memory(pid)
+
+    def sample() -> None:
         with contextlib.suppress(OSError, RuntimeError):
             memory.samples.append(localstack.rss_bytes(pid))
-        memory.cpu_seconds = _cpu_seconds(pid) - cpu_before
 
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU ``pid`` has used (``/proc/PID/stat`` fields 14 and 15)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu_before = localstack.cpu_seconds(pid)
+    try:
+        with periodically(sample, every):
+            yield memory
+    finally:
+        sample()
+        memory.cpu_seconds = localstack.cpu_seconds(pid) - cpu_before
