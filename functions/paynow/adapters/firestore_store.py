@@ -231,21 +231,21 @@ class FirestoreEventStore:
         # customer is still queued (a query cannot be part of the batch read); for the
         # worker the record, whose data says what else the transaction must read.
         customer = event.customer_id if event is not None and behind_pending else None
-        pending = _Beside(functools.partial(self._pending_of, customer or ""), again=True)
-        hint = _Beside(functools.partial(self._event_ref(event_id).get, **_CALL), again=False)
+        pending = (
+            _Beside(functools.partial(self._pending_of, customer), again=True) if customer else None
+        )
+        hint = (
+            _Beside(functools.partial(self._event_ref(event_id).get, **_CALL), again=False)
+            if event is None
+            else None
+        )
         with calling("Firestore"):
-            if customer:
-                pending.start()
-            if event is None:
-                hint.start()
+            for beside in (pending, hint):
+                if beside is not None:
+                    beside.start()
             transaction = self._db.transaction(max_attempts=8)
             result: Processed = firestore.transactional(self._apply)(
-                transaction,
-                event,
-                event_id,
-                mode,
-                pending if customer else None,
-                hint if event is None else None,
+                transaction, event, event_id, mode, pending, hint
             )
             return result
 
