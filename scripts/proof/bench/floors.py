@@ -3,7 +3,7 @@
 A floor is never what the code happens to do. Each is written from the contract alone:
 
 - ``publish``: one Publish RPC carrying the contract's ids-only message, its attributes and
-  its ordering key (the customer id), awaited;
+  its ordering key (the customer id), started on gRPC's own future (no thread);
 - ``create``: the contract's ``webhookEvents/{eventId}`` record created, with the fields the
   contract lists and nothing the implementation added;
 - ``create_and_publish``: both at once, awaited (queue mode's least work);
@@ -17,14 +17,13 @@ runs on; the bench also calls them here, in its own process, for the raw rates.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.cloud import firestore, pubsub_v1
-from google.pubsub_v1 import PubsubMessage
+from google.pubsub_v1 import PublishRequest, PubsubMessage
 
 PRODUCT, QUANTITY, LINE_CENTS, CURRENCY = "gems-100", 2, 998, "USD"
 EVENT_TYPE = "ON_ORDER_COMPLETED"
@@ -96,20 +95,22 @@ class Floors:
         self.db = db
         self._api = publisher.api  # the generated client: one RPC per call, no batching
         self._topic = f"projects/{project}/topics/paynow-events"
-        self._pool = cf.ThreadPoolExecutor(64, thread_name_prefix="floor-publish")
 
-    def publish(self, ids: Ids) -> None:
+    def publish(self, ids: Ids) -> Any:
+        """One Publish RPC started, not awaited: gRPC's own future, no thread of ours (the
+        least a concurrent call costs); ``.result()`` awaits it."""
         data, attributes = message(ids)
-        self._api.publish(
+        request = PublishRequest(
             topic=self._topic,
             messages=[PubsubMessage(data=data, attributes=attributes, ordering_key=ids.customer)],
         )
+        return self._api.transport.publish.future(request)
 
     def create(self, ids: Ids, mode: str = "queue") -> None:
         self.db.collection(EVENTS).document(ids.event).create(record(ids, mode))
 
     def create_and_publish(self, ids: Ids) -> None:
-        sent = self._pool.submit(self.publish, ids)
+        sent = self.publish(ids)
         self.create(ids)
         sent.result()
 
