@@ -16,7 +16,7 @@
 
 # --- paynow_webhook -------------------------------------------------------------
 # Its time is waiting: under load the server spent 2.4 ms of CPU a queue request, of which
-# the code (verify, parse, build the record) is 0.15 ms over its served floor's 2.2 ms
+# the code (verify, parse, build the record) is 0.3 ms over its served floor's 2.1 ms
 # (functions-framework and the client libraries' calls; docs/benchmarks/results.md); the
 # answers it waits for take a few ms on the emulators and tens of ms in the cloud. Threads
 # therefore pay until the CPU is busy: on two shared cores, beside both emulators, the
@@ -24,7 +24,7 @@
 # with 32 (16 and 64 clients; p99 no worse at 16). So: 16 requests per instance ...
 WEBHOOK_CONCURRENCY=16
 # ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. The server's CPU
-# under load was 2.4 ms a queue request (its served floor: 2.2 ms), so one vCPU serves about
+# under load was 2.4 ms a queue request (its served floor: 2.1 ms), so one vCPU serves about
 # 420 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
 # (docs/benchmarks/README.md, "Capacity").
 WEBHOOK_CPU=1
