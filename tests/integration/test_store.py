@@ -8,10 +8,14 @@ is the whole truth.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from google.cloud import firestore
+from paynow.adapters import firestore_store
 from paynow.adapters.firestore_store import FirestoreEventStore
 from paynow.domain import payloads
 from paynow.domain.events import PayNowEvent, normalize, parse_envelope
@@ -107,3 +111,36 @@ def test_a_received_record_written_by_hand_still_holds_a_later_event(
     behind = store.process(inline, inline.event_id, "sync", behind_pending=True)
     assert behind.status == BEHIND
     assert _status(db, inline.event_id) is None  # nothing written
+
+
+def test_the_worker_does_not_wait_in_its_transaction_for_a_late_hint(
+    store: FirestoreEventStore,
+    db: firestore.Client,
+    ids: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The record read beside the worker's begin only saves a read: when it is late, the
+    transaction reads the record itself and goes on, instead of idling while it is open."""
+    released = threading.Event()
+    plain = firestore_store._Beside.__init__
+
+    def late_hints(self: Any, read: Callable[[], Any], *, again: bool) -> None:
+        def late() -> Any:
+            released.wait(10)
+            return read()
+
+        plain(self, read if again else late, again=again)
+
+    monkeypatch.setattr(firestore_store, "HINT_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(firestore_store._Beside, "__init__", late_hints)
+    event = _order(ids("e"), ids("cus"), ids("usr"))
+    assert store.record_received(event, "queue") is None
+    started = time.monotonic()
+    try:
+        assert store.process(None, event.event_id, "queue").status == "processed"
+        took = time.monotonic() - started
+    finally:
+        released.set()
+    assert took < 5  # not the hint's 10 s
+    assert _status(db, event.event_id) == "processed"
+    assert db.collection("users").document(event.user_id).get().get("points") == 100

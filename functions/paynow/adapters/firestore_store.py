@@ -47,6 +47,10 @@ from paynow.domain.records import RECEIVED, Processed, Reopened, Step, Stuck
 __all__ = ["CATALOG", "EVENTS", "LEDGER", "ORDERS", "REJECTIONS", "SUBSCRIPTIONS"]
 __all__ += ["COMPOSITE_INDEXES", "USERS", "FirestoreEventStore", "client"]
 CALL_TIMEOUT_SECONDS = 10.0
+# How long the worker's open transaction waits for the record read beside its begin (a
+# hint, started with the begin and as fast): past it, the transaction reads the record
+# itself, one read more, instead of idling up to a call's timeout while Firestore is slow.
+HINT_WAIT_SECONDS = 1.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
 _RETRY = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS)
 _CALL: dict[str, Any] = {"retry": _RETRY, "timeout": CALL_TIMEOUT_SECONDS}
@@ -304,12 +308,12 @@ class FirestoreEventStore:
     def _hinted(self, hint: _Beside[Any] | None) -> _StateRefs | None:
         """The documents the hinted record's rule reads, or None when the hint cannot tell."""
         try:
-            snap = hint.answer() if hint is not None else None
+            snap = hint.answer(HINT_WAIT_SECONDS) if hint is not None else None
             record = snap.to_dict() if snap is not None and snap.exists else None
             if snap is None or record is None:
                 return None
             return self._state_refs(points.needs(documents.event_from_record(snap.id, record)))
-        except Exception:  # a hint only: the transaction's own read decides, and reads again
+        except Exception:  # late or failed: a hint only; the transaction reads again
             return None
 
     def _state_refs(self, need: points.Needs) -> _StateRefs:
@@ -473,9 +477,9 @@ class _Beside(Generic[T]):
         if self._future is None or (self._again and self._attempts > 1):
             self.start()
 
-    def answer(self) -> T:
+    def answer(self, timeout: float = CALL_TIMEOUT_SECONDS) -> T:
         assert self._future is not None  # started by attempt() at the latest
-        return self._future.result(timeout=CALL_TIMEOUT_SECONDS)
+        return self._future.result(timeout=timeout)
 
 
 @dataclass(frozen=True)
