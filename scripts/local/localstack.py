@@ -254,6 +254,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def group_cpu_seconds(process: Process) -> float:
+    """The CPU the living processes of ``process``'s group have used so far (an emulator:
+    gcloud's wrapper and the JVM it starts)."""
+    total = 0.0
+    for pid in process_groups().get(process.popen.pid, []):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """The CPU every core of the machine has spent busy so far (/proc/stat: all but idle
+    and iowait), in seconds."""
+    jiffies = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = jiffies[3] + jiffies[4]
+    return (sum(jiffies[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def spawn(
     name: str,
     argv: list[str],

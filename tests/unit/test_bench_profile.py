@@ -2,50 +2,56 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from scripts.local import localstack
 from scripts.proof.bench.profile import breakdown
 
-HANDLE = "ThreadWorker.handle (gunicorn/workers/gthread.py:553)"
-FLASK = "Flask.__call__ (flask/app.py:1536)"
-FUNCTION = "paynow_webhook (main.py:45)"
+OURS = str(localstack.FUNCTIONS)
+LIB = "/venv/lib/python3.11/site-packages"
+HANDLE = f"ThreadWorker.handle ({LIB}/gunicorn/workers/gthread.py:553)"
+FLASK = f"Flask.__call__ ({LIB}/flask/app.py:1536)"
+FUNCTION = f"paynow_webhook ({OURS}/main.py:45)"
+ACCEPT = f"WebhookService.accept ({OURS}/paynow/service/webhook.py:70)"
+RECORD = f"FirestoreEventStore.record_received ({OURS}/paynow/adapters/firestore_store.py:108)"
+CREATE = f"DocumentReference.create ({LIB}/google/cloud/firestore_v1/document.py:140)"
+GRPC = f"_UnaryUnaryMultiCallable.__call__ ({LIB}/grpc/_channel.py:1181)"
+POOL = "thread (101): ThreadPoolExecutor-0_0"
 
 
 def _line(thread: str, frames: list[str], count: int) -> str:
     return ";".join([thread, *frames]) + f" {count}"
 
 
-def test_handler_samples_go_to_their_layer_and_other_threads_are_left_out(tmp_path: Path) -> None:
-    pool = "thread (101): ThreadPoolExecutor-0_0"
-    raw = tmp_path / "spy.txt"
-    raw.write_text(
-        "\n".join(
-            [
-                _line(
-                    pool,
-                    [
-                        HANDLE,
-                        FLASK,
-                        FUNCTION,
-                        "WebhookService.accept (webhook.py:70)",
-                        "WebhookService._enqueue (webhook.py:120)",
-                        "FirestoreEventStore.record_received (firestore_store.py:108)",
-                    ],
-                    7,
-                ),
-                _line(pool, [HANDLE, FLASK, FUNCTION, "_read_body (main.py:130)"], 2),
-                _line(pool, [HANDLE, FLASK, "Flask.full_dispatch_request (flask/app.py:917)"], 3),
-                _line(pool, [HANDLE, "Response.write (gunicorn/http/wsgi.py:390)"], 4),
-                _line(pool, ["_worker (concurrent/futures/thread.py:81)"], 50),  # idle pool
-                _line("thread (7): MainThread", [HANDLE], 9),  # not a handler thread
-                _line("thread (8): Thread-CommitBatchPublisher", ["Batch._commit (x.py:1)"], 5),
-            ]
-        )
-        + "\n"
-    )
-    assert breakdown(raw) == {
-        "function: _enqueue > FirestoreEventStore.record_received": 7,
-        "function: _read_body": 2,
+RAW = [
+    _line(POOL, [HANDLE, FLASK, FUNCTION, ACCEPT, RECORD, CREATE, GRPC], 7),
+    _line(POOL, [HANDLE, FLASK, FUNCTION, f"_read_body ({OURS}/main.py:130)"], 2),
+    _line(POOL, [HANDLE, FLASK, f"Flask.full_dispatch_request ({LIB}/flask/app.py:917)"], 3),
+    _line(POOL, [HANDLE, f"Response.write ({LIB}/gunicorn/http/wsgi.py:390)"], 4),
+    _line(POOL, [f"_worker ({LIB}/concurrent/futures/thread.py:81)"], 50),  # idle pool
+    _line("thread (7): MainThread", [HANDLE], 9),  # not a handler thread
+    _line("thread (8): Thread-CommitBatchPublisher", [f"Batch._commit ({LIB}/x.py:1)"], 5),
+]
+
+
+def test_handler_samples_go_to_our_last_frame_and_the_library_call_below_it() -> None:
+    assert breakdown(RAW, "paynow_webhook") == {
+        "function: FirestoreEventStore.record_received > DocumentReference.create": 7,
+        "function: _read_body (own code)": 2,
         "Flask + functions-framework around the function": 3,
         "gunicorn around Flask (parse, write)": 4,
     }
+
+
+def test_depth_shows_more_library_calls_below_our_frame() -> None:
+    layers = breakdown(RAW, "paynow_webhook", depth=2)
+    assert (
+        layers[
+            "function: FirestoreEventStore.record_received > DocumentReference.create"
+            " > _UnaryUnaryMultiCallable.__call__"
+        ]
+        == 7
+    )
+
+
+def test_another_function_target_leaves_the_webhook_s_samples_to_the_framework() -> None:
+    layers = breakdown(RAW, "paynow_worker")
+    assert layers["Flask + functions-framework around the function"] == 3 + 7 + 2

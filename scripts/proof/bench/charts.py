@@ -93,8 +93,12 @@ def charts(res: Results, out: Path) -> None:
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     rounds = np.arange(1, len(res.worker) + 1)
-    middle.bar(rounds - 0.2, [w.rate for w in res.worker], 0.4, label="worker through push")
-    middle.bar(rounds + 0.2, [r.rate for r in res.raw_loops], 0.4, label="raw transaction loop")
+    for offset, rates, label in (
+        (-0.27, [w.rate for w in res.worker], "worker through push"),
+        (0.0, [f.rate for f in res.worker_floors], "served floor through push"),
+        (0.27, [r.rate for r in res.raw_loops], "raw transaction loop"),
+    ):
+        middle.bar(rounds + offset, rates, 0.27, label=label)
     middle.set(
         xticks=rounds, xlabel="round", ylabel="events/s", title="Worker vs raw transaction loop"
     )

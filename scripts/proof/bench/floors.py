@@ -12,11 +12,13 @@ A floor is never what the code happens to do. Each is written from the contract 
   order (sync mode's and the worker's least work).
 
 ``served.py`` puts the same calls behind the same functions-framework server the code
-runs on; the bench also calls them here, in its own process, for the raw rates.
+runs on (``credit`` twice: as sync mode's webhook, and as a push endpoint beside the
+worker); the bench also calls them here, in its own process, for the raw rates.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +45,20 @@ class Ids:
     order: str
     customer: str
     user: str
+
+
+def order_of(event: str) -> str:
+    """The order id the bench gives an event's order: named after the event, so a floor
+    behind push knows it from the ids-only message without reading the record (as the raw
+    loop knows it from memory)."""
+    return f"{event}-o"
+
+
+def ids_of_push(envelope: bytes) -> Ids:
+    """The ids of a pushed queue message (Pub/Sub's wrapped form): the least parsing the
+    served worker floor needs."""
+    data = json.loads(base64.b64decode(json.loads(envelope)["message"]["data"]))
+    return Ids(data["eventId"], order_of(data["eventId"]), data["customerId"], data["userId"])
 
 
 def ids_of(body: bytes) -> Ids:

@@ -1,18 +1,25 @@
-"""Where a queue-mode webhook answer spends its time, sampled with py-spy inside the server.
+"""Where a queue answer's or a worker delivery's time goes, sampled with py-spy in the server.
 
-    .venv/bin/python -m scripts.proof.bench.profile                # 30 s of sequential webhooks
+    .venv/bin/python -m scripts.proof.bench.profile                  # 30 s of queue webhooks
     .venv/bin/python -m scripts.proof.bench.profile --seconds 60 --rate 1000
+    .venv/bin/python -m scripts.proof.bench.profile --target worker  # a backlog through push
 
-The bench compares answer times with floors; this says where a queue answer's time goes. It
-starts the bench's stack, removes the push subscription (the worker stays idle, as in the
-bench's webhook series), sends signed webhooks to the queue webhook for ``--seconds``, each
-followed by the same call to the service in this process (as the bench interleaves its
-series, so a request never lands while gunicorn is still putting the previous one's
-connection back), and records the webhook's gunicorn worker with ``py-spy record --idle``
-(wall clock, every thread). It prints, per request, the handler thread's time split into our
-function's steps, Flask and functions-framework around it, and gunicorn around that; and the
-client's own p50 answer time and the in-process service's beside it, so the part outside the
-server process shows too.
+The bench compares times with floors; this says where the time goes. It starts the bench's
+stack and records one function's gunicorn worker with ``py-spy record --idle`` (wall clock,
+every thread), then prints, per request, the handler threads' time split into our code's
+steps (the last frame of ours and the library call it made), Flask and functions-framework
+around it, and gunicorn around that.
+
+``webhook``: the push subscription is removed (the worker stays idle, as in the bench's
+webhook series) and signed webhooks go to the queue webhook for ``--seconds``, each followed
+by the same call to the service in this process (as the bench interleaves its series), so
+the client's p50 and the in-process service's show beside the server's time.
+
+``worker``: the bench's worker case: events of as many customers accepted while the push
+subscription holds them, then released at once. Beside the per-delivery split it prints how
+many deliveries were in the worker at once on average (the handler threads' busy time over
+the run's wall time) and the raw transaction loop's time per event, measured after it: what
+bounds the rate is either the server's work per delivery or the deliveries it is given.
 """
 
 from __future__ import annotations
@@ -26,114 +33,200 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "functions"))
 
 from scripts.local import localstack
-from scripts.proof.bench.stack import bench_stack
+from scripts.proof.bench.stack import BenchStack, bench_stack
 from scripts.proof.bench.workload import Workload
 
-FUNCTION = "paynow_webhook"
+TARGETS = {"webhook": ("paynow_webhook", "webhook queue"), "worker": ("paynow_worker", "worker")}
+OURS = f"{localstack.FUNCTIONS}{os.sep}"  # frames of our code: py-spy gives full file names
 
 
-def _layer(frames: list[str]) -> str:
-    """The part of the request path one sampled stack of a handler thread is in."""
-    if FUNCTION in frames:
-        inner = frames[frames.index(FUNCTION) + 1 :]
-        if "WebhookService._enqueue" in inner:
-            step = inner[inner.index("WebhookService._enqueue") + 1 :]
-            return "function: _enqueue > " + (step[0] if step else "(own code)")
-        return "function: " + (inner[0] if inner else "(own code)")
-    if "Flask.__call__" in frames:
+def _layer(frames: list[tuple[str, str]], function: str, depth: int) -> str:
+    """The part of the request path one sampled stack of a handler thread is in: inside our
+    function, the last frame of our code and the first ``depth`` library calls below it."""
+    names = [name for name, _ in frames]
+    if function in names:
+        inner = frames[names.index(function) :]
+        last_ours = max((i for i, (_, where) in enumerate(inner) if OURS in where), default=0)
+        ours = inner[last_ours][0]
+        below = [name for name, _ in inner[last_ours + 1 : last_ours + 1 + depth]]
+        return f"function: {ours}" + ("".join(f" > {b}" for b in below) or " (own code)")
+    if "Flask.__call__" in names:
         return "Flask + functions-framework around the function"
     return "gunicorn around Flask (parse, write)"
 
 
-def breakdown(raw: Path) -> collections.Counter[str]:
+def breakdown(raw: list[str], function: str, depth: int = 1) -> collections.Counter[str]:
     """Samples per layer, from py-spy's raw output, for the request handler threads only."""
     layers: collections.Counter[str] = collections.Counter()
-    for line in raw.read_text().splitlines():
+    for line in raw:
         stack, _, count = line.rpartition(" ")
         thread, *rest = stack.split(";")
-        frames = [f.split(" (")[0] for f in rest]
-        if "ThreadPoolExecutor" in thread and "ThreadWorker.handle" in frames:
-            layers[_layer(frames)] += int(count)
+        frames = [(f.split(" (")[0], f.partition(" (")[2]) for f in rest]
+        if "ThreadPoolExecutor" in thread and any(n == "ThreadWorker.handle" for n, _ in frames):
+            layers[_layer(frames, function, depth)] += int(count)
     return layers
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
-    args = parser.parse_args()
+@contextlib.contextmanager
+def recording(pid: int, rate: int, seconds: float) -> Iterator[list[str]]:
+    """py-spy on ``pid`` for ``seconds`` while the block runs; the list it yields holds the
+    raw output's lines once the block has ended."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    # The in-process service logs to stdout as the functions do: to a file, as the bench's.
-    service_log = localstack.LOGS / f"bench-profile-service-{os.getpid()}.log"
-    service_log.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        service_log.open("w") as log,
-        contextlib.redirect_stdout(log),
-        bench_stack() as stack,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        b = Workload(stack)
-        b.detach_worker()
-        for _ in range(300):  # warm: clients created, JIT of the emulators
-            b.queue_webhook()
-        pid = localstack.gunicorn_worker_pid(stack.processes["webhook queue"])
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "spy.txt"
+        args = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
+        args += ["--duration", str(int(seconds) + 1), "--output", str(raw)]
         recorder = subprocess.Popen(
-            [
-                spy,
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                str(args.rate),
-                "--duration",
-                str(args.seconds + 2),
-                "--format",
-                "raw",
-                "--output",
-                str(raw),
-                "--idle",
-                "--threads",
-                "--nonblocking",
-            ],
+            [*args, "--idle", "--threads", "--nonblocking", "--full-filenames"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)
-        answers: list[float] = []
-        in_process: list[float] = []
-        deadline = time.monotonic() + args.seconds
-        while time.monotonic() < deadline:
-            answers.append(b.queue_webhook())
-            in_process.append(b.queue_service())
-        if recorder.wait(timeout=120) != 0:
+        yield lines
+        if recorder.wait(timeout=seconds + 120) != 0:
             raise SystemExit("py-spy failed (as root, or with ptrace allowed?)")
-        layers = breakdown(raw)
-    per_sample_ms = 1000.0 / args.rate
-    n = len(answers)
-    handled = sum(layers.values()) * per_sample_ms / n
-    client = sorted(answers)[n // 2]
-    service = sorted(in_process)[n // 2]
-    print(f"{n} sequential queue webhooks; py-spy at {args.rate} Hz on gunicorn worker {pid}")
-    print(
-        f"client answer p50 {client:.2f} ms; server handler thread {handled:.2f} ms a request "
-        f"(mean); the same service in this process p50 {service:.2f} ms"
-    )
-    print("| where (handler thread, wall clock) | ms a request | share |")
-    print("|---|---|---|")
+        lines.extend(raw.read_text().splitlines())
+
+
+def _kept(raw: list[str], path: Path | None) -> list[str]:
+    if path is not None:
+        path.write_text("\n".join(raw) + "\n")
+    return raw
+
+
+def table(layers: collections.Counter[str], rate: int, requests: int) -> list[str]:
+    per_sample_ms = 1000.0 / rate
+    lines = ["| where (handler threads, wall clock) | ms a request | share |", "|---|---|---|"]
     for layer, samples in layers.most_common():
-        ms = samples * per_sample_ms / n
+        ms = samples * per_sample_ms / requests
         if ms >= 0.01:
-            print(f"| {layer} | {ms:.2f} | {samples / sum(layers.values()):.0%} |")
-    print(
+            lines.append(f"| {layer} | {ms:.2f} | {samples / sum(layers.values()):.0%} |")
+    return lines
+
+
+def webhook(stack: BenchStack, work: Workload, args: argparse.Namespace) -> list[str]:
+    seconds, rate = args.seconds, args.rate
+    work.detach_worker()
+    for _ in range(300):  # warm: clients created, JIT of the emulators
+        work.queue_webhook()
+    pid = localstack.gunicorn_worker_pid(stack.processes["webhook queue"])
+    answers: list[float] = []
+    in_process: list[float] = []
+    with recording(pid, rate, seconds + 1) as raw:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            answers.append(work.queue_webhook())
+            in_process.append(work.queue_service())
+    layers = breakdown(_kept(raw, args.raw), TARGETS["webhook"][0], args.depth)
+    n = len(answers)
+    handled = sum(layers.values()) * 1000.0 / rate / n
+    client, service = sorted(answers)[n // 2], sorted(in_process)[n // 2]
+    return [
+        f"{n} sequential queue webhooks; py-spy at {rate} Hz on the webhook's gunicorn worker",
+        f"client answer p50 {client:.2f} ms; server handler thread {handled:.2f} ms a request "
+        f"(mean); the same service in this process p50 {service:.2f} ms",
+        *table(layers, rate, n),
         f"| outside the server's handler (client, loopback, gunicorn's accept/poll) | "
-        f"{max(client - handled, 0):.2f} | - |"
-    )
+        f"{max(client - handled, 0):.2f} | - |",
+    ]
+
+
+def worker(stack: BenchStack, work: Workload, args: argparse.Namespace) -> list[str]:
+    events, rate = args.events, args.rate
+    work.attach_worker()
+    run = os.getpid()
+    customers = [f"profile-{run}-c{i}" for i in range(events)]
+    work.backlog("warm-up", [work.ids("warm", c) for c in customers], 8)
+    pid = localstack.gunicorn_worker_pid(stack.processes["worker"])
+
+    def released(round_: str, to: str = "worker") -> tuple[float, dict[str, float]]:
+        """A backlog of ``events`` released at once to ``to``: its events/s from the
+        release, and the CPU an event, by process, while it drained."""
+        backlog = [work.ids(round_, c) for c in customers]
+        work.hold()
+        work.send_all(round_, backlog, 8)
+        server = localstack.gunicorn_worker_pid(stack.processes[to])
+        cpu = _Cpu(stack, {"the server (its gunicorn worker)": server})
+        start = work.release(to)
+        records = work.wait_final(backlog, timeout=120 + events)
+        used = cpu.used(events)
+        return events / (max(r["processedAt"].timestamp() for r in records.values()) - start), used
+
+    work.backlog("warm-up", [work.ids("warmf", c) for c in customers], 8, "worker floor")
+    # The CPU is read in rounds of their own: py-spy's sampling costs CPU on these cores too.
+    pushed_rate, pushed = released("cpu")
+    floor_rate, floored = released("floor", "worker floor")
+    with recording(pid, rate, 10 + events / 40) as raw:
+        spied_rate, _ = released("spied")
+    layers = breakdown(_kept(raw, args.raw), TARGETS["worker"][0], args.depth)
+    busy_s = sum(layers.values()) / rate
+    cpu = _Cpu(stack, {"the raw loop (this process)": os.getpid()})
+    loop = work.raw_loop("raw transaction loop", [work.ids("raw", c) for c in customers])
+    looped = cpu.used(events)
+    columns = (pushed, floored, looped)
+    names = list(dict.fromkeys(n for c in columns for n in c))
+    return [
+        f"{events} events of as many customers released at once, twice: once to read the "
+        f"CPU, once under py-spy at {rate} Hz on the worker's gunicorn worker",
+        f"worker: {pushed_rate:.0f} events/s from the release ({spied_rate:.0f} under py-spy); "
+        f"handler threads busy {busy_s * 1000 / events:.2f} ms a delivery, "
+        f"{busy_s * spied_rate / events:.2f} deliveries in the server at once on average",
+        f"served worker floor (the raw loop's transaction behind push): {floor_rate:.0f} events/s",
+        f"raw transaction loop: {loop.rate:.0f} events/s, p50 {loop.p(50):.2f} ms an event",
+        "",
+        "| CPU ms an event | worker through push | served floor through push | raw loop |",
+        "|---|---|---|---|",
+        *(f"| {n} | " + " | ".join(f"{c.get(n, 0.0):.2f}" for c in columns) + " |" for n in names),
+        "",
+        *table(layers, rate, events),
+    ]
+
+
+class _Cpu:
+    """CPU used from now on by the emulators, the given processes and the whole machine."""
+
+    def __init__(self, stack: BenchStack, pids: dict[str, int]) -> None:
+        self._groups = stack.emulators
+        self._pids = pids
+        self._before = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = {name: localstack.group_cpu_seconds(p) for name, p in self._groups.items()}
+        now |= {name: localstack.cpu_seconds(pid) for name, pid in self._pids.items()}
+        return now | {"the machine (every process)": localstack.machine_cpu_seconds()}
+
+    def used(self, events: int) -> dict[str, float]:
+        """Milliseconds of CPU an event, by process, since this was made."""
+        now = self._now()
+        return {name: (now[name] - self._before[name]) * 1000 / events for name in now}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=sorted(TARGETS), default="webhook")
+    parser.add_argument("--seconds", type=int, default=30, help="webhook: how long to send")
+    parser.add_argument("--events", type=int, default=1000, help="worker: the backlog")
+    parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
+    parser.add_argument("--depth", type=int, default=1, help="library calls shown per step")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw output in this file")
+    args = parser.parse_args()
+    # The in-process service logs to stdout as the functions do: to a file, as the bench's.
+    service_log = localstack.LOGS / f"bench-profile-service-{os.getpid()}.log"
+    service_log.parent.mkdir(parents=True, exist_ok=True)
+    with service_log.open("w") as log, contextlib.redirect_stdout(log), bench_stack() as stack:
+        work = Workload(stack)
+        if args.target == "webhook":
+            lines = webhook(stack, work, args)
+        else:
+            lines = worker(stack, work, args)
+    print("\n".join(lines))
     return 0
 
 

@@ -68,6 +68,7 @@ class Results:
     load: dict[tuple[str, int], Rounds] = field(default_factory=dict)
     memory: dict[tuple[str, int], list[Memory]] = field(default_factory=dict)
     worker: list[Flow] = field(default_factory=list)
+    worker_floors: list[Flow] = field(default_factory=list)  # the served worker floor
     raw_loops: list[Series] = field(default_factory=list)
     steady: Flow | None = None
     burst: Flow | None = None
@@ -147,9 +148,14 @@ def run(size_name: str) -> Results:
         # A round not counted: the worker's clients, the emulators' push and transaction
         # paths warm up (the first round ran at about two thirds of the next ones).
         work.backlog("warm-up", [work.ids("warm", c) for c in customers], 8)
+        work.backlog("warm-up", [work.ids("warmf", c) for c in customers], 8, "worker floor")
         for r in range(size.worker_rounds):
             backlog = [work.ids("many", c) for c in customers]
             res.worker.append(work.backlog(f"many customers, round {r + 1}", backlog, 8))
+            served = [work.ids("floormany", c) for c in customers]
+            res.worker_floors.append(
+                work.backlog(f"served floor, round {r + 1}", served, 8, "worker floor")
+            )
             raw = [work.ids("rawmany", c) for c in customers]
             res.raw_loops.append(work.raw_loop("raw transaction loop", raw))
 

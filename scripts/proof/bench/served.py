@@ -3,6 +3,10 @@
 - ``serve_floor``: reads the body and answers JSON: the server's own cost;
 - ``queue_floor``: ``serve_floor`` plus queue mode's least work (``Floors.create_and_publish``);
 - ``sync_floor``: ``serve_floor`` plus sync mode's least work (``Floors.credit``);
+- ``worker_floor``: a push endpoint doing the raw loop's transaction
+  (``Floors.credit`` on a recorded event): push delivery and serving plus the worker's least
+  work, beside the worker (the target's floor is the raw loop; this shows what push and the
+  server cost of it);
 - ``peer_webhook``: the handler a team would write from Google's samples: verify the
   signature, create the record, then publish with the client's default batch settings
   (ordering on, for the key) and wait for it.
@@ -72,6 +76,15 @@ def sync_floor(request: flask.Request) -> flask.Response:
         return refused
     ids = floors.ids_of(request.get_data())
     _floors().credit(ids, recorded=False)
+    return _answer({"status": "processed", "eventId": ids.event})
+
+
+@functions_framework.http
+def worker_floor(request: flask.Request) -> flask.Response:
+    if (refused := _not_post(request)) is not None:
+        return refused
+    ids = floors.ids_of_push(request.get_data())
+    _floors().credit(ids, recorded=True)
     return _answer({"status": "processed", "eventId": ids.event})
 
 

@@ -19,7 +19,7 @@ from scripts.local import localstack
 
 SERVED = Path(__file__).with_name("served.py")
 SIZING = localstack.ROOT / "infra" / "sizing.sh"
-# name: (target, source, mode, sizing prefix); the floors run with the webhook's settings
+# name: (target, source, mode, sizing prefix); each floor runs with its function's settings
 FUNCTIONS = {
     "worker": ("paynow_worker", None, "queue", "WORKER"),
     "webhook queue": ("paynow_webhook", None, "queue", "WEBHOOK"),
@@ -28,6 +28,7 @@ FUNCTIONS = {
     "queue floor": ("queue_floor", SERVED, "queue", "WEBHOOK"),
     "sync floor": ("sync_floor", SERVED, "sync", "WEBHOOK"),
     "peer": ("peer_webhook", SERVED, "queue", "WEBHOOK"),
+    "worker floor": ("worker_floor", SERVED, "queue", "WORKER"),
 }
 
 
@@ -47,6 +48,7 @@ class BenchStack:
     firestore_host: str
     urls: dict[str, str] = field(default_factory=dict)
     processes: dict[str, localstack.Process] = field(default_factory=dict)
+    emulators: dict[str, localstack.Process] = field(default_factory=dict)
     threads: dict[str, int] = field(default_factory=dict)
 
     def env(self, mode: str, threads: int | None = None) -> dict[str, str]:
@@ -89,6 +91,7 @@ def bench_stack() -> Iterator[BenchStack]:
                 ]
             )
             stack = BenchStack(pubsub.address, fs.address)
+            stack.emulators = {"Pub/Sub emulator": pubsub, "Firestore emulator": fs}
             with localstack.emulator_env(pubsub.address, fs.address):
                 # the worker's URL is not known yet: provision_pubsub runs again once it is
                 localstack.provision_pubsub("http://127.0.0.1:9/")

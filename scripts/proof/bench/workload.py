@@ -68,7 +68,7 @@ class Workload:
         with self._lock:
             n = f"bench-{self._run}-{kind}-{next(self._counter)}"
         cust = customer or f"{n}-c"
-        return Ids(n, f"{n}-o", cust, f"{cust}-u")
+        return Ids(n, floors.order_of(n), cust, f"{cust}-u")
 
     @staticmethod
     def signed(ids: Ids) -> tuple[bytes, dict[str, str]]:
@@ -156,10 +156,11 @@ class Workload:
         """Make the push subscription a pull one: messages wait there."""
         self.subscriber.modify_push_config(subscription=self.push, push_config={})
 
-    def release(self) -> float:
-        """Push again; returns the wall-clock time the backlog was let go."""
+    def release(self, to: str = "worker") -> float:
+        """Push again, to the function ``to``; returns the wall-clock time the backlog was
+        let go."""
         self.subscriber.modify_push_config(
-            subscription=self.push, push_config={"push_endpoint": self.stack.urls["worker"]}
+            subscription=self.push, push_config={"push_endpoint": self.stack.urls[to]}
         )
         return time.time()
 
@@ -205,12 +206,13 @@ class Workload:
             raise RuntimeError(f"{name}: {sent.errors} events were not accepted")
         return sent
 
-    def backlog(self, name: str, all_ids: list[Ids], threads: int) -> Flow:
-        """Accept ``all_ids`` while the subscription holds them, then release them at once:
-        the worker's throughput, from the release."""
+    def backlog(self, name: str, all_ids: list[Ids], threads: int, to: str = "worker") -> Flow:
+        """Accept ``all_ids`` while the subscription holds them, then release them at once
+        to the function ``to`` (the worker, or the served worker floor): its throughput,
+        from the release."""
         self.hold()
         self.send_all(name, all_ids, threads)
-        start = self.release()
+        start = self.release(to)
         records = self.wait_final(all_ids, timeout=120 + len(all_ids))
         processed = [r for r in records.values() if r.get("status") == "processed"]
         return Flow(
