@@ -26,7 +26,11 @@ WEBHOOK_CONCURRENCY=16
 # ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. The server's CPU
 # under load was 2.4 ms a queue request (its served floor: 2.1 ms), so one vCPU serves about
 # 420 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
-# (docs/benchmarks/README.md, "Capacity").
+# (docs/benchmarks/README.md, "Capacity"). Two gunicorn workers (functions-framework's
+# WORKERS=2) served 370 and 445 requests/s at 16 and 64 clients on the two cores here,
+# against 349 and 332 with one: a second process uses a second core. On 1 vCPU it only
+# shares the same CPU, and with 2 vCPUs it is the same rate per vCPU at twice the memory,
+# so one worker on 1 vCPU is kept.
 WEBHOOK_CPU=1
 # The gunicorn worker peaked at 80 MiB under 64 concurrent clients (the bench's load
 # rounds) and held 78-79 MiB for 180 s at 16 (docs/load.md), the arbiter 28 MiB: ~110 MiB.
@@ -43,8 +47,10 @@ WEBHOOK_MIN_INSTANCES=1
 # Also I/O-bound: three round trips an event (its record read beside the transaction's
 # begin, one batch read, one commit), a few ms each on the emulator. Ordering serializes
 # one customer's events, so concurrency comes from different customers; Pub/Sub push
-# raises the deliveries in flight as acknowledgements come fast, and 8 at once per
-# instance keep one vCPU busy without queueing in gunicorn ...
+# raises the deliveries in flight as acknowledgements come fast. The server spent 6.3 ms
+# of CPU an event (python -m scripts.proof.bench.profile --target worker), so one vCPU
+# serves about 160 events/s; 8 at once over three cloud round trips of 10-20 ms each send
+# it 130-270, so 8 keep one vCPU busy without queueing in gunicorn ...
 WORKER_CONCURRENCY=8
 # ... on 1 vCPU (required above concurrency 1).
 WORKER_CPU=1
