@@ -461,16 +461,21 @@ def _beside_pool() -> cf.ThreadPoolExecutor:
 class _Beside(Generic[T]):
     """One read run on a pool thread beside a transaction: started before its first
     attempt and, when ``again``, once more for each retry (an answer that must be as fresh
-    as the attempt's own reads; the worker's hint reads data that never changes)."""
+    as the attempt's own reads; the worker's hint reads data that never changes).
+
+    A read that misses an ``answer``'s timeout is not waited for again: later calls raise
+    at once, until a retry starts it anew, so an open transaction idles on it once."""
 
     def __init__(self, read: Callable[[], T], *, again: bool) -> None:
         self._read = read
         self._again = again
         self._future: cf.Future[T] | None = None
         self._attempts = 0
+        self._late = False
 
     def start(self) -> None:
         self._future = _beside_pool().submit(self._read)
+        self._late = False
 
     def attempt(self) -> None:
         self._attempts += 1
@@ -479,7 +484,14 @@ class _Beside(Generic[T]):
 
     def answer(self, timeout: float = CALL_TIMEOUT_SECONDS) -> T:
         assert self._future is not None  # started by attempt() at the latest
-        return self._future.result(timeout=timeout)
+        if self._late:
+            raise TimeoutError("this read missed an earlier wait; not waited for again")
+        try:
+            return self._future.result(timeout=timeout)
+        except TimeoutError:
+            self._late = True
+            self._future.cancel()  # only if it has not started: a running read runs out
+            raise
 
 
 @dataclass(frozen=True)
