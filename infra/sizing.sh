@@ -24,11 +24,11 @@
 # with 32 (16 and 64 clients; p99 no worse at 16). So: 16 requests per instance ...
 WEBHOOK_CONCURRENCY=16
 # ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. The server's CPU
-# under load was 2.4 ms a queue request (its served floor: 2.1 ms), so one vCPU serves about
-# 420 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
+# under load was 2.5 ms a queue request (its served floor: 2.2 ms), so one vCPU serves about
+# 400 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
 # (docs/benchmarks/README.md, "Capacity"). Two gunicorn workers (functions-framework's
 # WORKERS=2) served 370 and 445 requests/s at 16 and 64 clients on the two cores here,
-# against 349 and 332 with one: a second process uses a second core. On 1 vCPU it only
+# against 349 and 332 with one in the same experiment: a second process uses a second core. On 1 vCPU it only
 # shares the same CPU, and with 2 vCPUs it is the same rate per vCPU at twice the memory,
 # so one worker on 1 vCPU is kept.
 WEBHOOK_CPU=1

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from scripts.local import localstack
+import pytest
+
 from scripts.proof.bench.profile import breakdown
 
-OURS = str(localstack.FUNCTIONS)
 LIB = "/venv/lib/python3.11/site-packages"
 HANDLE = f"ThreadWorker.handle ({LIB}/gunicorn/workers/gthread.py:553)"
 FLASK = f"Flask.__call__ ({LIB}/flask/app.py:1536)"
-FUNCTION = f"paynow_webhook ({OURS}/main.py:45)"
-ACCEPT = f"WebhookService.accept ({OURS}/paynow/service/webhook.py:70)"
-RECORD = f"FirestoreEventStore.record_received ({OURS}/paynow/adapters/firestore_store.py:108)"
 CREATE = f"DocumentReference.create ({LIB}/google/cloud/firestore_v1/document.py:140)"
 GRPC = f"_UnaryUnaryMultiCallable.__call__ ({LIB}/grpc/_channel.py:1181)"
 POOL = "thread (101): ThreadPoolExecutor-0_0"
@@ -21,19 +18,29 @@ def _line(thread: str, frames: list[str], count: int) -> str:
     return ";".join([thread, *frames]) + f" {count}"
 
 
-RAW = [
-    _line(POOL, [HANDLE, FLASK, FUNCTION, ACCEPT, RECORD, CREATE, GRPC], 7),
-    _line(POOL, [HANDLE, FLASK, FUNCTION, f"_read_body ({OURS}/main.py:130)"], 2),
-    _line(POOL, [HANDLE, FLASK, f"Flask.full_dispatch_request ({LIB}/flask/app.py:917)"], 3),
-    _line(POOL, [HANDLE, f"Response.write ({LIB}/gunicorn/http/wsgi.py:390)"], 4),
-    _line(POOL, [f"_worker ({LIB}/concurrent/futures/thread.py:81)"], 50),  # idle pool
-    _line("thread (7): MainThread", [HANDLE], 9),  # not a handler thread
-    _line("thread (8): Thread-CommitBatchPublisher", [f"Batch._commit ({LIB}/x.py:1)"], 5),
-]
+def _raw(ours: str) -> list[str]:
+    """Sampled stacks of a webhook served from ``ours`` (py-spy's full file names)."""
+    function = f"paynow_webhook ({ours}/main.py:45)"
+    accept = f"WebhookService.accept ({ours}/paynow/service/webhook.py:70)"
+    record = f"FirestoreEventStore.record_received ({ours}/paynow/adapters/firestore_store.py:108)"
+    return [
+        _line(POOL, [HANDLE, FLASK, function, accept, record, CREATE, GRPC], 7),
+        _line(POOL, [HANDLE, FLASK, function, f"_read_body ({ours}/main.py:130)"], 2),
+        _line(POOL, [HANDLE, FLASK, f"Flask.full_dispatch_request ({LIB}/flask/app.py:917)"], 3),
+        _line(POOL, [HANDLE, f"Response.write ({LIB}/gunicorn/http/wsgi.py:390)"], 4),
+        _line(POOL, [f"_worker ({LIB}/concurrent/futures/thread.py:81)"], 50),  # idle pool
+        _line("thread (7): MainThread", [HANDLE], 9),  # not a handler thread
+        _line("thread (8): Thread-CommitBatchPublisher", [f"Batch._commit ({LIB}/x.py:1)"], 5),
+    ]
 
 
-def test_handler_samples_go_to_our_last_frame_and_the_library_call_below_it() -> None:
-    assert breakdown(RAW, "paynow_webhook") == {
+RAW = _raw("/srv/app/functions")
+
+
+@pytest.mark.parametrize("ours", ["/srv/app/functions", "/workspace", "/home/u/venv-functions"])
+def test_handler_samples_go_to_our_last_frame_and_the_library_call_below_it(ours: str) -> None:
+    """Wherever the function is served from, the frames beside its file are ours."""
+    assert breakdown(_raw(ours), "paynow_webhook") == {
         "function: FirestoreEventStore.record_received > DocumentReference.create": 7,
         "function: _read_body (own code)": 2,
         "Flask + functions-framework around the function": 3,

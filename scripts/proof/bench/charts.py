@@ -100,7 +100,10 @@ def charts(res: Results, out: Path) -> None:
     ):
         middle.bar(rounds + offset, rates, 0.27, label=label)
     middle.set(
-        xticks=rounds, xlabel="round", ylabel="events/s", title="Worker vs raw transaction loop"
+        xticks=rounds,
+        xlabel="round",
+        ylabel="events/s",
+        title="Worker, its served floor, the raw loop",
     )
     middle.grid(alpha=0.3, axis="y")
     middle.legend(fontsize=8)

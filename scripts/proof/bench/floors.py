@@ -56,7 +56,8 @@ def order_of(event: str) -> str:
 
 def ids_of_push(envelope: bytes) -> Ids:
     """The ids of a pushed queue message (Pub/Sub's wrapped form): the least parsing the
-    served worker floor needs."""
+    served worker floor needs. The bench's events all carry a user id; a message without
+    one (the contract allows it) is not the bench's and fails here."""
     data = json.loads(base64.b64decode(json.loads(envelope)["message"]["data"]))
     return Ids(data["eventId"], order_of(data["eventId"]), data["customerId"], data["userId"])
 

@@ -43,16 +43,22 @@ from scripts.proof.bench.stack import BenchStack, bench_stack
 from scripts.proof.bench.workload import Workload
 
 TARGETS = {"webhook": ("paynow_webhook", "webhook queue"), "worker": ("paynow_worker", "worker")}
-OURS = f"{localstack.FUNCTIONS}{os.sep}"  # frames of our code: py-spy gives full file names
 
 
 def _layer(frames: list[tuple[str, str]], function: str, depth: int) -> str:
     """The part of the request path one sampled stack of a handler thread is in: inside our
-    function, the last frame of our code and the first ``depth`` library calls below it."""
+    function, the last frame of our code and the first ``depth`` library calls below it.
+    Our code is what lies beside the function's own file (wherever it is served from),
+    installed packages excepted."""
     names = [name for name, _ in frames]
     if function in names:
         inner = frames[names.index(function) :]
-        last_ours = max((i for i, (_, where) in enumerate(inner) if OURS in where), default=0)
+        root = str(Path(inner[0][1].rpartition(":")[0]).parent) + os.sep
+        last_ours = max(
+            i
+            for i, (_, where) in enumerate(inner)
+            if where.startswith(root) and "site-packages" not in where
+        )
         ours = inner[last_ours][0]
         below = [name for name, _ in inner[last_ours + 1 : last_ours + 1 + depth]]
         return f"function: {ours}" + ("".join(f" > {b}" for b in below) or " (own code)")
@@ -67,7 +73,7 @@ def breakdown(raw: list[str], function: str, depth: int = 1) -> collections.Coun
     for line in raw:
         stack, _, count = line.rpartition(" ")
         thread, *rest = stack.split(";")
-        frames = [(f.split(" (")[0], f.partition(" (")[2]) for f in rest]
+        frames = [(f.split(" (")[0], f.partition(" (")[2].rstrip(")")) for f in rest]
         if "ThreadPoolExecutor" in thread and any(n == "ThreadWorker.handle" for n, _ in frames):
             layers[_layer(frames, function, depth)] += int(count)
     return layers
@@ -147,17 +153,14 @@ def worker(stack: BenchStack, work: Workload, args: argparse.Namespace) -> list[
     pid = localstack.gunicorn_worker_pid(stack.processes["worker"])
 
     def released(round_: str, to: str = "worker") -> tuple[float, dict[str, float]]:
-        """A backlog of ``events`` released at once to ``to``: its events/s from the
-        release, and the CPU an event, by process, while it drained."""
+        """A backlog of ``events`` released at once to ``to``: its events/s (first processed
+        to last, as the bench's), and the CPU an event, by process, while it drained."""
         backlog = [work.ids(round_, c) for c in customers]
-        work.hold()
-        work.send_all(round_, backlog, 8)
+        work.held(round_, backlog, 8)
         server = localstack.gunicorn_worker_pid(stack.processes[to])
         cpu = _Cpu(stack, {"the server (its gunicorn worker)": server})
-        start = work.release(to)
-        records = work.wait_final(backlog, timeout=120 + events)
-        used = cpu.used(events)
-        return events / (max(r["processedAt"].timestamp() for r in records.values()) - start), used
+        flow = work.drain(round_, backlog, to)
+        return flow.rate, cpu.used(events)
 
     work.backlog("warm-up", [work.ids("warmf", c) for c in customers], 8, "worker floor")
     # The CPU is read in rounds of their own: py-spy's sampling costs CPU on these cores too.
@@ -167,15 +170,18 @@ def worker(stack: BenchStack, work: Workload, args: argparse.Namespace) -> list[
         spied_rate, _ = released("spied")
     layers = breakdown(_kept(raw, args.raw), TARGETS["worker"][0], args.depth)
     busy_s = sum(layers.values()) / rate
+    raw_ids = [work.ids("raw", c) for c in customers]
+    work.floors.create_received(raw_ids)  # its input, as the queue leaves it: not counted
     cpu = _Cpu(stack, {"the raw loop (this process)": os.getpid()})
-    loop = work.raw_loop("raw transaction loop", [work.ids("raw", c) for c in customers])
+    loop = work.credits("raw transaction loop", raw_ids)
     looped = cpu.used(events)
     columns = (pushed, floored, looped)
     names = list(dict.fromkeys(n for c in columns for n in c))
     return [
         f"{events} events of as many customers released at once, twice: once to read the "
         f"CPU, once under py-spy at {rate} Hz on the worker's gunicorn worker",
-        f"worker: {pushed_rate:.0f} events/s from the release ({spied_rate:.0f} under py-spy); "
+        f"worker: {pushed_rate:.0f} events/s, first processed to last ({spied_rate:.0f} under "
+        "py-spy); "
         f"handler threads busy {busy_s * 1000 / events:.2f} ms a delivery, "
         f"{busy_s * spied_rate / events:.2f} deliveries in the server at once on average",
         f"served worker floor (the raw loop's transaction behind push): {floor_rate:.0f} events/s",

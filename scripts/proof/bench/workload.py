@@ -210,8 +210,16 @@ class Workload:
         """Accept ``all_ids`` while the subscription holds them, then release them at once
         to the function ``to`` (the worker, or the served worker floor): its throughput,
         from the release."""
+        self.held(name, all_ids, threads)
+        return self.drain(name, all_ids, to)
+
+    def held(self, name: str, all_ids: list[Ids], threads: int) -> None:
+        """Accept ``all_ids`` while the subscription holds them (``backlog``'s first half)."""
         self.hold()
         self.send_all(name, all_ids, threads)
+
+    def drain(self, name: str, all_ids: list[Ids], to: str = "worker") -> Flow:
+        """Release the held ``all_ids`` to ``to`` and wait until each is final."""
         start = self.release(to)
         records = self.wait_final(all_ids, timeout=120 + len(all_ids))
         processed = [r for r in records.values() if r.get("status") == "processed"]
@@ -226,6 +234,10 @@ class Workload:
         """The worker's floor: records as the queue leaves them, then one credit
         transaction each, one after the other."""
         self.floors.create_received(all_ids)
+        return self.credits(name, all_ids)
+
+    def credits(self, name: str, all_ids: list[Ids]) -> Series:
+        """``raw_loop``'s second half: one credit transaction on each recorded event."""
         pending = iter(all_ids)
         return measure(
             name,
@@ -248,6 +260,7 @@ class Workload:
     def steady(self, rate: float, seconds: float, customers: int) -> Flow:
         """Events sent at ``rate`` a second for ``seconds`` (on a schedule, whatever the
         answers take), each event's record-created to processed (server timestamps)."""
+        self.release()  # push to the worker (the worker rounds end on its served floor)
         n = int(rate * seconds)
         pool_of = [f"bench-{self._run}-steady-c{i}" for i in range(customers)]
         all_ids = [self.ids("steady", pool_of[i % customers]) for i in range(n)]
@@ -263,6 +276,7 @@ class Workload:
 
     def burst(self, n: int, threads: int) -> Flow:
         """One customer's ``n`` events sent at once (``threads`` at a time)."""
+        self.release()  # push to the worker
         customer = f"bench-{self._run}-burst-{uuid.uuid4().hex[:6]}"
         all_ids = [self.ids("burst", customer) for _ in range(n)]
         self.send_all(f"burst of {n}", all_ids, threads)
