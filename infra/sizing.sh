@@ -15,8 +15,8 @@
 # Cloud Run sends it, never queueing some behind busy threads.
 
 # --- paynow_webhook -------------------------------------------------------------
-# Its time is waiting: under load the server spent 2.4 ms of CPU a queue request, of which
-# the code (verify, parse, build the record) is 0.3 ms over its served floor's 2.1 ms
+# Its time is waiting: under load the server spent 2.6 ms of CPU a queue request, of which
+# the code (verify, parse, build the record) is 0.4 ms over its served floor's 2.2 ms
 # (functions-framework and the client libraries' calls; docs/benchmarks/results.md); the
 # answers it waits for take a few ms on the emulators and tens of ms in the cloud. Threads
 # therefore pay until the CPU is busy: on two shared cores, beside both emulators, the
@@ -24,8 +24,8 @@
 # with 32 (16 and 64 clients; p99 no worse at 16). So: 16 requests per instance ...
 WEBHOOK_CONCURRENCY=16
 # ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. The server's CPU
-# under load was 2.5 ms a queue request (its served floor: 2.2 ms), so one vCPU serves about
-# 400 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
+# under load was 2.6 ms a queue request (its served floor: 2.2 ms), so one vCPU serves about
+# 390 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
 # (docs/benchmarks/README.md, "Capacity"). Two gunicorn workers (functions-framework's
 # WORKERS=2) served 370 and 445 requests/s at 16 and 64 clients on the two cores here,
 # against 349 and 332 with one in the same experiment: a second process uses a second core. On 1 vCPU it only
@@ -47,9 +47,9 @@ WEBHOOK_MIN_INSTANCES=1
 # Also I/O-bound: three round trips an event (its record read beside the transaction's
 # begin, one batch read, one commit), a few ms each on the emulator. Ordering serializes
 # one customer's events, so concurrency comes from different customers; Pub/Sub push
-# raises the deliveries in flight as acknowledgements come fast. The server spent 6.3 ms
+# raises the deliveries in flight as acknowledgements come fast. The server spent 5.8 ms
 # of CPU an event (python -m scripts.proof.bench.profile --target worker), so one vCPU
-# serves about 160 events/s; 8 at once over three cloud round trips of 10-20 ms each send
+# serves about 170 events/s; 8 at once over three cloud round trips of 10-20 ms each send
 # it 130-270, so 8 keep one vCPU busy without queueing in gunicorn ...
 WORKER_CONCURRENCY=8
 # ... on 1 vCPU (required above concurrency 1).
