@@ -265,11 +265,12 @@ def group_cpu_seconds(process: Process) -> float:
 
 
 def machine_cpu_seconds() -> float:
-    """The CPU every core of the machine has spent busy so far (/proc/stat: all but idle
-    and iowait), in seconds."""
-    jiffies = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = jiffies[3] + jiffies[4]
-    return (sum(jiffies[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    """The CPU every core of the machine has spent busy so far, in seconds (/proc/stat:
+    user, nice, system, irq, softirq; not idle, iowait, or time the hypervisor stole)."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    )
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn(

@@ -16,10 +16,12 @@ by the same call to the service in this process (as the bench interleaves its se
 the client's p50 and the in-process service's show beside the server's time.
 
 ``worker``: the bench's worker case: events of as many customers accepted while the push
-subscription holds them, then released at once. Beside the per-delivery split it prints how
-many deliveries were in the worker at once on average (the handler threads' busy time over
-the run's wall time) and the raw transaction loop's time per event, measured after it: what
-bounds the rate is either the server's work per delivery or the deliveries it is given.
+subscription holds them, then released at once, to the worker and to the served worker
+floor. Beside the per-delivery split it prints how many deliveries were in the worker at
+once on average (the handler threads' busy time over the run's wall time), the served
+floor's and the raw transaction loop's rates, and the CPU an event of every process for
+the three: what bounds the rate is either the server's work per delivery, the deliveries
+it is given, or the CPU the machine has for all of it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from scripts.local import localstack
 from scripts.proof.bench.stack import BenchStack, bench_stack
 from scripts.proof.bench.workload import Workload
 
+# --target: (the function's target name, the bench stack's process serving it)
 TARGETS = {"webhook": ("paynow_webhook", "webhook queue"), "worker": ("paynow_worker", "worker")}
 
 
@@ -122,7 +125,7 @@ def webhook(stack: BenchStack, work: Workload, args: argparse.Namespace) -> list
     work.detach_worker()
     for _ in range(300):  # warm: clients created, JIT of the emulators
         work.queue_webhook()
-    pid = localstack.gunicorn_worker_pid(stack.processes["webhook queue"])
+    pid = localstack.gunicorn_worker_pid(stack.processes[TARGETS["webhook"][1]])
     answers: list[float] = []
     in_process: list[float] = []
     with recording(pid, rate, seconds + 1) as raw:
@@ -150,7 +153,7 @@ def worker(stack: BenchStack, work: Workload, args: argparse.Namespace) -> list[
     run = os.getpid()
     customers = [f"profile-{run}-c{i}" for i in range(events)]
     work.backlog("warm-up", [work.ids("warm", c) for c in customers], 8)
-    pid = localstack.gunicorn_worker_pid(stack.processes["worker"])
+    pid = localstack.gunicorn_worker_pid(stack.processes[TARGETS["worker"][1]])
 
     def released(round_: str, to: str = "worker") -> tuple[float, dict[str, float]]:
         """A backlog of ``events`` released at once to ``to``: its events/s (first processed
