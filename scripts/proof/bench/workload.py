@@ -219,9 +219,12 @@ class Workload:
         self.send_all(name, all_ids, threads)
 
     def drain(self, name: str, all_ids: list[Ids], to: str = "worker") -> Flow:
-        """Release the held ``all_ids`` to ``to`` and wait until each is final."""
+        """Release the held ``all_ids`` to ``to`` and wait until each is final; push then
+        goes to the worker again, whatever ``to`` was, for what is measured next."""
         start = self.release(to)
         records = self.wait_final(all_ids, timeout=120 + len(all_ids))
+        if to != "worker":
+            self.release()
         processed = [r for r in records.values() if r.get("status") == "processed"]
         return Flow(
             name,
@@ -260,7 +263,6 @@ class Workload:
     def steady(self, rate: float, seconds: float, customers: int) -> Flow:
         """Events sent at ``rate`` a second for ``seconds`` (on a schedule, whatever the
         answers take), each event's record-created to processed (server timestamps)."""
-        self.release()  # push to the worker (the worker rounds end on its served floor)
         n = int(rate * seconds)
         pool_of = [f"bench-{self._run}-steady-c{i}" for i in range(customers)]
         all_ids = [self.ids("steady", pool_of[i % customers]) for i in range(n)]
@@ -276,7 +278,6 @@ class Workload:
 
     def burst(self, n: int, threads: int) -> Flow:
         """One customer's ``n`` events sent at once (``threads`` at a time)."""
-        self.release()  # push to the worker
         customer = f"bench-{self._run}-burst-{uuid.uuid4().hex[:6]}"
         all_ids = [self.ids("burst", customer) for _ in range(n)]
         self.send_all(f"burst of {n}", all_ids, threads)
