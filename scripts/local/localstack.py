@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import os
+import random
 import re
 import signal
 import socket
@@ -76,10 +78,48 @@ KILL_WAIT_SECONDS = 4.0  # after SIGKILL: the contract's 15 s, with a margin
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FREE_PORT_FLOOR = 10000  # the lowest port handed out: clear of well-known services
+_handed: set[int] = set()
+_handed_lock = threading.Lock()
+
+
 def free_port() -> int:
+    """A port nothing listens on now, and nothing will be given by the kernel meanwhile.
+
+    A port the kernel picks (``bind`` to 0) is free only until something else asks for
+    one: the Firestore emulator binds three such ports of its own (a WebSocket server and
+    two internal gRPC ones) while it starts, and it took one the stack had chosen for a
+    function, whose readiness probe then reached the emulator. So the port comes from
+    below the kernel's ephemeral range, where no automatic bind or outgoing connection
+    lands, and is never handed twice by one process.
+    """
+    low = _ephemeral_low()
+    with _handed_lock:
+        candidates = range(FREE_PORT_FLOOR, low)
+        # not a secret: any spread will do, so two harnesses rarely try the same ports
+        for port in random.sample(candidates, k=min(200, len(candidates))):
+            if port not in _handed and _bindable(port):
+                _handed.add(port)
+                return port
+    raise RuntimeError(f"no free port between {FREE_PORT_FLOOR} and {low}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default where it is not told)."""
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass
@@ -341,7 +381,9 @@ def wait_http(url: str, proc: Process, timeout: float = 90.0, ok: tuple[int, ...
         except urllib.error.HTTPError as exc:
             if exc.code in ok:
                 return
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
+            # not answering yet, or something that is not our HTTP server answered: if the
+            # port is another's, the child exits (address in use) and says so above
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{proc.name} did not answer at {url} in {timeout}s:\n{proc.log_tail()}")
