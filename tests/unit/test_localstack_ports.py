@@ -31,7 +31,7 @@ def test_a_port_something_listens_on_is_passed_over(mocker: MockerFixture) -> No
         taken = held.getsockname()[1]
         other = localstack.free_port()
         localstack._handed.discard(other)
-        mocker.patch.object(localstack.random, "sample", return_value=[taken, other])
+        mocker.patch("random.sample", return_value=[taken, other])
         assert localstack.free_port() == other
 
 
