@@ -1,4 +1,4 @@
-"""`python -m scripts.proof.bench --size tiny` runs to the end and writes its report; its numbers are not judged.
+"""The bench's commands run to the end tiny (`--size tiny`, the load alternatives); numbers are not judged.
 
 The bench starts its own emulators and functions, so this test needs no session fixture.
 """
@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from scripts.proof.bench.alternatives import ALTERNATIVES
+from scripts.proof.bench.run import QUEUE, QUEUE_FLOOR, RAW_QUEUE_POOL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,3 +34,32 @@ def test_tiny_bench_completes_and_writes_its_table(tmp_path: Path) -> None:
         assert f"| {row}" in table
     for chart in ("latency.png", "throughput.png"):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.emulators
+def test_the_load_alternatives_run_and_each_answers_every_request() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.proof.bench.alternatives",
+            *("--rounds", "1", "--requests", "16", "--levels", "4"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and (cells := line.split("|"))
+    }
+    expected = [RAW_QUEUE_POOL, QUEUE_FLOOR, QUEUE, *(alt.name for alt in ALTERNATIVES)]
+    assert list(rows)[1:] == expected, done.stdout
+    for name in expected:
+        assert "errors" not in rows[name]  # every request of every series was answered
+        rate, ratio, _p99 = rows[name].split(", ")
+        assert float(rate) > 0 and ratio.endswith("x"), rows[name]
