@@ -15,8 +15,8 @@ the bench does, and beside them the ways of serving that were weighed instead:
 - ``ASGI floor: async clients``: queue mode's least work with Google's async clients on the
   event loop (``served_asgi.asgi_queue_floor``), the best a fully async webhook could do.
 
-It prints one markdown table (the figures ``docs/benchmarks/README.md`` quotes) and writes
-nothing else. Numbers are not judged: the CI runs it tiny to keep it working.
+It prints one markdown table and writes nothing else. Numbers are not judged: the CI runs
+it tiny to keep it working.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "functions"))
 from scripts.local import localstack
 from scripts.proof.bench.measurement import Rounds, measure, say
 from scripts.proof.bench.run import QUEUE, QUEUE_FLOOR, RAW_QUEUE_POOL
-from scripts.proof.bench.stack import BenchStack, bench_stack, sizing
+from scripts.proof.bench.stack import bench_stack
 from scripts.proof.bench.workload import Workload
 
 SERVED_ASGI = Path(__file__).with_name("served_asgi.py")
@@ -63,17 +63,6 @@ ALTERNATIVES = (
 )
 
 
-def start(stack: BenchStack, alt: Alternative, started: list[localstack.Process]) -> None:
-    """Serve one alternative with the webhook's environment and concurrency."""
-    port = localstack.free_port()
-    env = {**stack.env("queue", int(sizing()["WEBHOOK_CONCURRENCY"])), **alt.extra}
-    slug = alt.target.replace("_", "-")
-    proc = localstack.start_function(
-        f"bench-alt-{slug}-{port}", alt.target, port, env, source=alt.source, started=started
-    )
-    stack.urls[alt.name], stack.processes[alt.name] = proc.address, proc
-
-
 def run(rounds: int, requests: int, levels: tuple[int, ...]) -> dict[tuple[str, int], Rounds]:
     """Every series at every level, interleaved in ``rounds``, after a warm-up of each."""
     started: list[localstack.Process] = []
@@ -81,7 +70,8 @@ def run(rounds: int, requests: int, levels: tuple[int, ...]) -> dict[tuple[str, 
     with bench_stack() as stack:
         try:
             for alt in ALTERNATIVES:
-                start(stack, alt, started)
+                spec = (alt.target, alt.source, "queue", "WEBHOOK")  # the webhook's settings
+                stack.start(alt.name, started, spec, alt.extra)
             work = Workload(stack)
             work.detach_worker()
 

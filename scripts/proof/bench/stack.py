@@ -57,15 +57,23 @@ class BenchStack:
             pubsub_host=self.pubsub_host, firestore_host=self.firestore_host, mode=mode, extra=extra
         )
 
-    def start(self, name: str, started: list[localstack.Process]) -> localstack.Process:
-        target, source, mode, prefix = FUNCTIONS[name]
+    def start(
+        self,
+        name: str,
+        started: list[localstack.Process],
+        spec: tuple[str, Path | None, str, str] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> localstack.Process:
+        """Serve ``name`` (``spec``: its target, source, mode and sizing prefix, else its
+        entry in ``FUNCTIONS``), with ``extra`` added to its environment."""
+        target, source, mode, prefix = spec or FUNCTIONS[name]
         port = localstack.free_port()
         threads = int(sizing()[f"{prefix}_CONCURRENCY"])
         proc = localstack.start_function(
-            f"bench-{name.replace(' ', '-')}-{port}",
+            f"bench-{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{port}",
             target,
             port,
-            self.env(mode, threads),
+            {**self.env(mode, threads), **(extra or {})},
             source=source or localstack.FUNCTIONS / "main.py",
             started=started,
         )
