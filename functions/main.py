@@ -3,10 +3,17 @@
 Each one reads the request, calls one service, and maps the result to an
 HTTP status and a JSON body from the contract. Configuration is validated
 here, at import, so a bad value stops the instance before it serves.
+
+The webhook is an ASGI function (``functions_framework.aio``: functions-framework serves
+it with uvicorn on an event loop, no flag needed): queue mode's fast path awaits the
+record's create and the publish on that loop, and everything else (sync mode, errors,
+dead letters) runs the same service on the webhook's threads. The worker and reconcile
+are WSGI functions (Flask, gunicorn threads).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
@@ -14,6 +21,7 @@ from typing import IO, Any
 
 import flask
 import functions_framework
+import functions_framework.aio
 from paynow import runtime
 from paynow.domain.errors import (
     BodyTooLarge,
@@ -30,6 +38,8 @@ from paynow.observability import (
     elapsed_ms,
     log,
 )
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 MAX_BODY_BYTES = 1024 * 1024
 _READ_CHUNK = 64 * 1024
@@ -41,19 +51,26 @@ DRAIN_MAX_SECONDS = 3.0
 SETTINGS = runtime.settings()
 
 
-@functions_framework.http
-def paynow_webhook(request: flask.Request) -> flask.Response:
+@functions_framework.aio.http
+async def paynow_webhook(request: Request) -> Response:
     """PayNow's webhook: verify, record, then queue or process (``WEBHOOK_MODE``)."""
     started = time.perf_counter()
     if request.method != "POST":
-        return _not_post()
+        return _answer_async(*NOT_POST)
     try:
-        raw = _read_body(request)
-        result = runtime.webhook().accept(
-            raw, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
-        )
+        raw = await _read_body_async(request)
+        sig, stamp = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+        service = runtime.webhook()
+        event = service.queueable(raw, sig, stamp)
+        if event is not None:
+            result = await runtime.async_queue().run(service.enqueue_steps(event))
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                runtime.webhook_threads(), service.accept, raw, sig, stamp
+            )
     except PipelineError as exc:
-        status = _status_of(exc)
+        status, body = _error(exc)
         log(
             "WARNING" if status < 500 else "ERROR",
             "webhook refused",
@@ -63,12 +80,9 @@ def paynow_webhook(request: flask.Request) -> flask.Response:
             mode=SETTINGS.webhook_mode,
             latencyMs=elapsed_ms(started),
         )
-        return _answer(status, {"error": exc.code, "message": exc.message})
+        return _answer_async(status, body)
     except Exception as exc:  # a bug: answer 500 so PayNow retries, never lose the event
-        return _internal_error(exc, "paynow_webhook")
-    body: dict[str, Any] = {"status": result.status, "eventId": result.event_id}
-    if result.error:
-        body["error"] = result.error
+        return _answer_async(*_internal_error(exc, "paynow_webhook"))
     log(
         "INFO",
         "webhook answered",
@@ -78,14 +92,14 @@ def paynow_webhook(request: flask.Request) -> flask.Response:
         mode=SETTINGS.webhook_mode,
         latencyMs=elapsed_ms(started),
     )
-    return _answer(200, body)
+    return _answer_async(200, _result_body(result.status, result.event_id, result.error))
 
 
 @functions_framework.http
 def paynow_worker(request: flask.Request) -> flask.Response:
     """The push subscription's endpoint: 2xx acknowledges, 5xx has Pub/Sub redeliver."""
     if request.method != "POST":
-        return _not_post()
+        return _answer(*NOT_POST)
     try:
         verifier = runtime.push_verifier()
         if verifier is not None:
@@ -94,29 +108,26 @@ def paynow_worker(request: flask.Request) -> flask.Response:
         # An unwrapped push (--push-no-wrapper) carries its metadata in the headers.
         result = runtime.worker().handle(raw, dict(request.headers.items()))
     except PipelineError as exc:
-        return _refusal(exc, "paynow_worker")
+        return _answer(*_refusal(exc, "paynow_worker"))
     except Exception as exc:  # a bug: answer 500 so Pub/Sub redelivers
-        return _internal_error(exc, "paynow_worker")
-    body: dict[str, Any] = {"status": result.status, "eventId": result.event_id}
-    if result.error:
-        body["error"] = result.error
-    return _answer(200, body)
+        return _answer(*_internal_error(exc, "paynow_worker"))
+    return _answer(200, _result_body(result.status, result.event_id, result.error))
 
 
 @functions_framework.http
 def paynow_reconcile(request: flask.Request) -> flask.Response:
     """Cloud Scheduler's target: publish again the events stuck in ``received``."""
     if request.method != "POST":
-        return _not_post()
+        return _answer(*NOT_POST)
     try:
         verifier = runtime.scheduler_verifier()
         if verifier is not None:
             verifier.verify(request.headers.get("Authorization"))
         report = runtime.reconciler().run()
     except PipelineError as exc:
-        return _refusal(exc, "paynow_reconcile")
+        return _answer(*_refusal(exc, "paynow_reconcile"))
     except Exception as exc:  # a bug: 500, the scheduler runs again later
-        return _internal_error(exc, "paynow_reconcile")
+        return _answer(*_internal_error(exc, "paynow_reconcile"))
     return _answer(
         200,
         {
@@ -129,21 +140,53 @@ def paynow_reconcile(request: flask.Request) -> flask.Response:
     )
 
 
-def _read_body(request: flask.Request) -> bytes:
-    """Read at most ``MAX_BODY_BYTES``: a larger body is refused before it is held whole."""
-    declared = request.content_length
-    if declared is not None and declared > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"body is over {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = request.stream.read(_READ_CHUNK)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
+Answer = tuple[int, dict[str, Any]]
+NOT_POST: Answer = (405, {"error": "method_not_allowed", "message": "use POST"})
+
+
+class _Body:
+    """A request body taken in chunks, refused once it passes ``MAX_BODY_BYTES`` (or says
+    it will), before it is held whole."""
+
+    def __init__(self, declared: int | None) -> None:
+        if declared is not None and declared > MAX_BODY_BYTES:
             raise BodyTooLarge(f"body is over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"body is over {MAX_BODY_BYTES} bytes")
+        self._chunks.append(chunk)
+
+    def whole(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def _read_body(request: flask.Request) -> bytes:
+    body = _Body(request.content_length)
+    while chunk := request.stream.read(_READ_CHUNK):
+        body.add(chunk)
+    return body.whole()
+
+
+async def _read_body_async(request: Request) -> bytes:
+    """As ``_read_body``, from the event loop. What an early answer leaves unread, uvicorn
+    reads and discards itself after the answer (no thread is held meanwhile), so the
+    client gets to read it: the ASGI path needs no drain of its own."""
+    declared = request.headers.get("content-length")
+    body = _Body(int(declared) if declared and declared.isdigit() else None)
+    async for chunk in request.stream():
+        body.add(chunk)
+    return body.whole()
+
+
+def _result_body(status: str, event_id: str | None, error: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status, "eventId": event_id}
+    if error:
+        body["error"] = error
+    return body
 
 
 def _status_of(exc: PipelineError) -> int:
@@ -156,9 +199,13 @@ def _status_of(exc: PipelineError) -> int:
     return 500
 
 
-def _refusal(exc: PipelineError, target: str) -> flask.Response:
+def _error(exc: PipelineError) -> Answer:
+    return _status_of(exc), {"error": exc.code, "message": exc.message}
+
+
+def _refusal(exc: PipelineError, target: str) -> Answer:
     """The answer of a worker or reconcile failure; a refused caller token is logged."""
-    status = _status_of(exc)
+    status, body = _error(exc)
     if status in (401, 403):
         log(
             "WARNING",
@@ -168,17 +215,18 @@ def _refusal(exc: PipelineError, target: str) -> flask.Response:
             httpStatus=status,
             target=target,
         )
-    return _answer(status, {"error": exc.code, "message": exc.message})
+    return status, body
 
 
-def _not_post() -> flask.Response:
-    return _answer(405, {"error": "method_not_allowed", "message": "use POST"})
-
-
-def _internal_error(exc: Exception, target: str) -> flask.Response:
+def _internal_error(exc: Exception, target: str) -> Answer:
     # The exception's text may quote input; log its type only.
     log("ERROR", "unexpected error", target=target, errorType=type(exc).__name__)
-    return _answer(500, {"error": "internal", "message": "unexpected error; retry later"})
+    return 500, {"error": "internal", "message": "unexpected error; retry later"}
+
+
+def _answer_async(status: int, body: dict[str, Any]) -> Response:
+    """The webhook's JSON answer."""
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _answer(status: int, body: dict[str, Any]) -> flask.Response:

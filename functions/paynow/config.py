@@ -52,6 +52,8 @@ class Settings:
     scheduler_service_account: str | None
     pubsub_emulator_host: str | None
     firestore_emulator_host: str | None
+    # functions-framework's too: the webhook's threads for what it does not do on its loop
+    threads: int
 
     @property
     def topic_path(self) -> str:
@@ -137,6 +139,7 @@ def load(env: Mapping[str, str] | None = None, target: str | None = None) -> Set
         scheduler_service_account=text("SCHEDULER_SERVICE_ACCOUNT"),
         pubsub_emulator_host=pubsub_emulator,
         firestore_emulator_host=text("FIRESTORE_EMULATOR_HOST"),
+        threads=integer("THREADS", 4 * (os.cpu_count() or 1), 1, 1000),
     )
     _require_for_target(settings, target)
     return settings

@@ -6,11 +6,13 @@ only for what the first request's path needs.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 from typing import TYPE_CHECKING
 
 from paynow import config
 from paynow.config import ConfigError, Settings
+from paynow.service.async_queue import AsyncQueue
 from paynow.service.reconcile import ReconcileService
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import WorkerService
@@ -58,6 +60,27 @@ def webhook() -> WebhookService:
     else:  # config.load refuses this for paynow_webhook; another target asked for the webhook
         raise ConfigError("PAYNOW_WEBHOOK_SECRET or PAYNOW_WEBHOOK_SECRET_ID must be set")
     return WebhookService(s, store(), publisher(), secrets)
+
+
+@functools.cache
+def async_queue() -> AsyncQueue:
+    """Queue mode's recording for the webhook's event loop. Made on the first queued webhook,
+    inside that loop: the async clients' channels belong to the loop they are made in."""
+    from google.cloud import firestore
+
+    from paynow.adapters.firestore_store import AsyncEventRecords
+    from paynow.adapters.pubsub_publisher import AsyncPubSubPublisher
+
+    s = settings()
+    records = AsyncEventRecords(firestore.AsyncClient(project=s.project), store())
+    return AsyncQueue(records, AsyncPubSubPublisher(s.topic_path))
+
+
+@functools.cache
+def webhook_threads() -> cf.ThreadPoolExecutor:
+    """The webhook's threads for the blocking path (sync mode, errors, dead letters):
+    ``THREADS`` of them, the instance's concurrency, so none waits behind another."""
+    return cf.ThreadPoolExecutor(settings().threads, thread_name_prefix="webhook")
 
 
 @functools.cache

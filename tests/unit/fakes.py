@@ -10,6 +10,7 @@ to a shared ``journal`` so tests can check the order of side effects across them
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -266,3 +267,27 @@ class FakePublisher:
     def dead_letter(self, letter: DeadLetter) -> None:
         self.journal.append(f"publisher.dead_letter:{letter.event_id}")
         self.letters.append(letter)
+
+
+@dataclass
+class FakeAsyncRecords:
+    """``ports.AsyncRecords`` over a ``FakeStore``: its records and journal. It yields to the
+    loop first, as a call on the wire does, so a publish started before it goes out first."""
+
+    store: FakeStore
+
+    async def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
+        await asyncio.sleep(0)
+        return self.store.record_received(event, mode)
+
+
+@dataclass
+class FakeAsyncPublisher:
+    """``ports.AsyncPublisher`` over a ``FakePublisher``: what it publishes, and its errors."""
+
+    publisher: FakePublisher
+
+    async def publish(self, message: QueueMessage) -> str:
+        pending = self.publisher.publish(message)
+        await asyncio.sleep(0)
+        return pending.wait()

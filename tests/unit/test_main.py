@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import io
 import json
@@ -21,12 +22,15 @@ from paynow.domain.errors import (
     Forbidden,
     Unauthenticated,
 )
+from paynow.service.async_queue import AsyncQueue
 from paynow.service.reconcile import ReconcileReport
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import Handled
 from pytest_mock import MockerFixture
+from starlette.requests import Request
+from starlette.responses import Response
 
-from tests.unit.fakes import FakePublisher, FakeStore
+from tests.unit.fakes import FakeAsyncPublisher, FakeAsyncRecords, FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, NOW, SECRET, settings
 
 ONE_MIB = 1024 * 1024
@@ -71,6 +75,37 @@ def call(
         return response.status_code, json.loads(response.get_data()), response
 
 
+def call_webhook(
+    main: ModuleType,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    chunks: list[bytes] | None = None,
+) -> tuple[int, dict[str, Any], Response]:
+    """The ASGI webhook called as uvicorn calls it: a scope, and the body as http.request
+    messages (``chunks``, without a Content-Length, as a chunked upload; else ``body``
+    whole, with its length)."""
+    pieces = list(chunks) if chunks is not None else [body]
+    sent = dict(headers or {})
+    if chunks is None:
+        sent["Content-Length"] = str(len(body))
+
+    async def receive() -> dict[str, Any]:
+        if pieces:
+            return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
+        return {"type": "http.disconnect"}
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
+    }
+    response = asyncio.run(main.paynow_webhook(Request(scope, receive)))
+    return response.status_code, json.loads(bytes(response.body)), response
+
+
 def signed_order(event_id: str = "e1", product: str = "gems-100") -> tuple[bytes, dict[str, str]]:
     doc = payloads.order_completed(event_id, "o1", "cust-7", "user-42", [(product, 1, 199)])
     return payloads.signed(doc, SECRET, int(NOW * 1000))
@@ -80,28 +115,28 @@ def signed_order(event_id: str = "e1", product: str = "gems-100") -> tuple[bytes
 
 
 def test_webhook_refuses_other_methods(main: ModuleType, webhook: WebhookService) -> None:
-    status, body, _ = call(main.paynow_webhook, method="GET")
+    status, body, _ = call_webhook(main, method="GET")
     assert status == 405
     assert body["error"] == "method_not_allowed"
 
 
 def test_webhook_processed(main: ModuleType, webhook: WebhookService) -> None:
-    status, body, response = call(main.paynow_webhook, *signed_order())
+    status, body, response = call_webhook(main, *signed_order())
     assert status == 200
     assert body == {"status": "processed", "eventId": "e1"}
     assert response.headers["Cache-Control"] == "no-store"
-    assert response.mimetype == "application/json"
-    assert int(response.headers["Content-Length"]) == len(response.get_data())
+    assert response.media_type == "application/json"
+    assert int(response.headers["Content-Length"]) == len(response.body)
 
 
 def test_webhook_duplicate(main: ModuleType, webhook: WebhookService) -> None:
-    call(main.paynow_webhook, *signed_order())
-    status, body, _ = call(main.paynow_webhook, *signed_order())
+    call_webhook(main, *signed_order())
+    status, body, _ = call_webhook(main, *signed_order())
     assert (status, body["status"]) == (200, "duplicate")
 
 
 def test_webhook_dead_lettered_names_the_error(main: ModuleType, webhook: WebhookService) -> None:
-    status, body, _ = call(main.paynow_webhook, *signed_order(product="mystery"))
+    status, body, _ = call_webhook(main, *signed_order(product="mystery"))
     assert status == 200
     assert body == {"status": "dead_lettered", "eventId": "e1", "error": "unknown_product"}
 
@@ -109,7 +144,7 @@ def test_webhook_dead_lettered_names_the_error(main: ModuleType, webhook: Webhoo
 def test_webhook_bad_signature_is_401(main: ModuleType, webhook: WebhookService) -> None:
     raw, headers = signed_order()
     headers["PayNow-Signature"] = "AAAA"
-    status, body, _ = call(main.paynow_webhook, raw, headers)
+    status, body, _ = call_webhook(main, raw, headers)
     assert status == 401
     assert body["error"] == "invalid_signature"
 
@@ -117,35 +152,30 @@ def test_webhook_bad_signature_is_401(main: ModuleType, webhook: WebhookService)
 def test_webhook_stale_is_401(main: ModuleType, webhook: WebhookService) -> None:
     doc = payloads.order_completed("e1", "o1", "cust-7", "user-42", [("gems-100", 1, 199)])
     raw, headers = payloads.signed(doc, SECRET, int(NOW * 1000) - 3_600_000)
-    status, body, _ = call(main.paynow_webhook, raw, headers)
+    status, body, _ = call_webhook(main, raw, headers)
     assert (status, body["error"]) == (401, "stale_timestamp")
 
 
 def test_webhook_invalid_payload_is_400(main: ModuleType, webhook: WebhookService) -> None:
-    status, body, _ = call(main.paynow_webhook, *payloads.signed(b"nope", SECRET, int(NOW * 1000)))
+    status, body, _ = call_webhook(main, *payloads.signed(b"nope", SECRET, int(NOW * 1000)))
     assert (status, body["error"]) == (400, "invalid_payload")
 
 
 def test_webhook_declared_oversize_body_is_413(main: ModuleType, webhook: WebhookService) -> None:
     raw, headers = signed_order()
     big = raw + b" " * ONE_MIB
-    status, body, _ = call(main.paynow_webhook, big, headers)
+    status, body, _ = call_webhook(main, big, headers)
     assert (status, body["error"]) == (413, "body_too_large")
 
 
 def test_webhook_streamed_oversize_body_is_413(main: ModuleType, webhook: WebhookService) -> None:
-    status, body, _ = call(
-        main.paynow_webhook,
-        headers={"Transfer-Encoding": "chunked"},
-        input_stream=io.BytesIO(b"x" * (ONE_MIB + 1)),
-        environ_overrides={"wsgi.input_terminated": True},
-    )
+    status, body, _ = call_webhook(main, chunks=[b"x" * ONE_MIB, b"x", b"never read"])
     assert (status, body["error"]) == (413, "body_too_large")
 
 
 def test_webhook_body_of_exactly_one_mib_is_read(main: ModuleType, webhook: WebhookService) -> None:
     raw = b" " * ONE_MIB
-    status, body, _ = call(main.paynow_webhook, *payloads.signed(raw, SECRET, int(NOW * 1000)))
+    status, body, _ = call_webhook(main, *payloads.signed(raw, SECRET, int(NOW * 1000)))
     assert (status, body["error"]) == (400, "invalid_payload")
 
 
@@ -153,7 +183,7 @@ def test_webhook_transient_is_503(
     main: ModuleType, webhook: WebhookService, mocker: MockerFixture
 ) -> None:
     mocker.patch.object(webhook, "accept", side_effect=DependencyUnavailable("Firestore down"))
-    status, body, _ = call(main.paynow_webhook, *signed_order())
+    status, body, _ = call_webhook(main, *signed_order())
     assert (status, body["error"]) == (503, "unavailable")
 
 
@@ -161,32 +191,80 @@ def test_webhook_bug_is_500_without_details(
     main: ModuleType, webhook: WebhookService, mocker: MockerFixture
 ) -> None:
     mocker.patch.object(webhook, "accept", side_effect=KeyError("secret detail"))
-    status, body, _ = call(main.paynow_webhook, *signed_order())
+    status, body, _ = call_webhook(main, *signed_order())
     assert status == 500
     assert body["error"] == "internal"
     assert "secret detail" not in json.dumps(body)
+
+
+def _queue_mode(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeStore, FakePublisher]:
+    store = FakeStore(CATALOG)
+    publisher = FakePublisher(store.journal)
+    service = WebhookService(
+        settings(WEBHOOK_MODE="queue"), store, publisher, StaticSecrets(SECRET), clock=lambda: NOW
+    )
+    queue = AsyncQueue(FakeAsyncRecords(store), FakeAsyncPublisher(publisher))
+    monkeypatch.setattr(runtime, "webhook", lambda: service)
+    monkeypatch.setattr(runtime, "async_queue", lambda: queue)
+    return store, publisher
+
+
+def test_a_queued_webhook_is_recorded_and_published_on_the_loop_with_no_thread(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
+) -> None:
+    store, _ = _queue_mode(monkeypatch)
+    threads = mocker.patch.object(runtime, "webhook_threads")
+    status, body, _ = call_webhook(main, *signed_order())
+    assert (status, body) == (200, {"status": "accepted", "eventId": "e1"})
+    assert store.journal == ["publisher.publish:e1", "store.record_received:e1"]
+    threads.assert_not_called()
+
+
+def test_a_queued_webhook_s_publish_failure_is_503(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, publisher = _queue_mode(monkeypatch)
+    publisher.publish_error = DependencyUnavailable("Pub/Sub down")
+    status, body, _ = call_webhook(main, *signed_order())
+    assert (status, body["error"]) == (503, "unavailable")
+
+
+def test_a_queued_webhook_with_a_bad_signature_is_refused_by_accept_on_a_thread(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = _queue_mode(monkeypatch)
+    raw, headers = signed_order()
+    headers["PayNow-Signature"] = "AAAA"
+    status, body, _ = call_webhook(main, raw, headers)
+    assert (status, body["error"]) == (401, "invalid_signature")
+    assert store.journal == []
 
 
 # --- the drain after an answer ------------------------------------------------------------
 
 
 def _unread_after_answer(main: ModuleType, body: bytes, method: str = "POST") -> int:
-    """Bytes of ``body`` still unread once the webhook's answer has been sent whole."""
+    """Bytes of ``body`` still unread once the worker's answer has been sent whole (the
+    WSGI functions drain; the webhook's server, uvicorn, discards the rest itself)."""
     app = flask.Flask("unit")
     with app.test_request_context("/", method=method, data=body):
-        response = main.paynow_webhook(flask.request)
+        response = main.paynow_worker(flask.request)
         response.get_data()  # the server sends the answer: the drain runs after it
         return len(flask.request.stream.read())
 
 
 def test_an_early_answer_reads_the_rest_of_the_body(
-    main: ModuleType, webhook: WebhookService
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(runtime, "push_verifier", lambda: None)
     assert _unread_after_answer(main, b"x" * (2 * ONE_MIB)) == 0  # 413 by Content-Length
     assert _unread_after_answer(main, b"x" * ONE_MIB, method="PUT") == 0  # 405
 
 
-def test_the_drain_stops_at_its_byte_bound(main: ModuleType, webhook: WebhookService) -> None:
+def test_the_drain_stops_at_its_byte_bound(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "push_verifier", lambda: None)
     left = _unread_after_answer(main, b"x" * (main.DRAIN_MAX_BYTES + ONE_MIB + 7))
     assert left == ONE_MIB + 7
 

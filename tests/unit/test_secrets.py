@@ -344,3 +344,28 @@ def test_secret_manager_bytes_that_are_not_utf8_are_unusable(mocker: MockerFixtu
         secrets_adapter._access_secret(f"{SECRET_ID}/versions/latest")
     client.access_secret_version.return_value.payload.data = b"zq-a\nzq-b\n"
     assert parse_secrets(secrets_adapter._access_secret("x")) == ("zq-a", "zq-b")
+
+
+# --- ready: the secrets without a read, for an event loop -------------------------------
+
+
+def test_static_secrets_are_always_ready() -> None:
+    assert StaticSecrets("now", "before").ready() == ("now", "before")
+
+
+def test_ready_is_the_cached_value_while_fresh_and_none_when_a_read_is_due() -> None:
+    secrets, clock, vault = make("v1", previous="v0")
+    assert secrets.ready() is None  # nothing read yet
+    secrets.current()
+    assert secrets.ready() == ("v1", "v0")
+    clock.now += CACHE_SECONDS + 1
+    assert secrets.ready() is None  # stale: current() reads again, on a thread
+    assert len(vault.calls) == 1  # ready never reads
+
+
+def test_ready_never_waits_for_a_thread_holding_the_cache() -> None:
+    secrets, _, _ = make()
+    secrets.current()
+    with secrets._lock:  # another thread is reading Secret Manager
+        assert secrets.ready() is None
+    assert secrets.ready() == ("v1",)

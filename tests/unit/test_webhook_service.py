@@ -21,7 +21,7 @@ from paynow.domain.errors import (
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
 from paynow.service.ports import EventStore, Publisher, SecretSource
-from paynow.service.webhook import Accepted, WebhookService
+from paynow.service.webhook import Accepted, AwaitPublish, Publish, Record, WebhookService
 from pytest_mock import MockerFixture
 
 from tests.unit.fakes import FakePublisher, FakeStore
@@ -149,6 +149,9 @@ class RotatingSecrets:
         self.refreshes = 0
 
     def current(self) -> tuple[str, ...]:
+        return self.values
+
+    def ready(self) -> tuple[str, ...]:
         return self.values
 
     def refresh(self) -> bool:
@@ -610,3 +613,74 @@ def test_unsigned_invalid_payload_is_not_kept(queue: Harness) -> None:
     with pytest.raises(InvalidSignature):
         queue.service.accept(b"garbage", "sig", str(NOW_MS))
     assert queue.publisher.letters == []
+
+
+# --- queue mode's fast path: queueable, enqueue_steps -------------------------------------
+
+
+def _signed(doc: dict[str, Any] | bytes, secret: str = SECRET) -> tuple[bytes, str, str]:
+    body, headers = payloads.signed(doc, secret, NOW_MS)
+    return body, headers["PayNow-Signature"], headers["PayNow-Timestamp"]
+
+
+def test_a_signed_handled_event_in_queue_mode_takes_the_fast_path_with_no_io(
+    queue: Harness,
+) -> None:
+    event = queue.service.queueable(*_signed(order()))
+    assert event is not None and (event.event_id, event.customer_id) == ("e-order", "cust-7")
+    assert queue.journal == []  # nothing stored, nothing published: the caller does it
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["sync mode", "bad signature", "unreadable", "unhandled type", "mismatch", "no cached secret"],
+)
+def test_everything_else_is_left_to_accept(case: str) -> None:
+    fetched: list[str] = []
+
+    def vault(name: str) -> str:
+        fetched.append(name)
+        return SECRET
+
+    secrets: SecretSource = StaticSecrets(SECRET)
+    if case == "no cached secret":  # Secret Manager not read yet: accept reads it, on a thread
+        secrets = SecretManagerSecrets("projects/p/secrets/s", fetch=vault)
+    h = Harness("sync" if case == "sync mode" else "queue", secrets=secrets)
+    docs: dict[str, dict[str, Any] | bytes] = {
+        "bad signature": order(),
+        "unreadable": b"nope",
+        "unhandled type": unknown(),
+        "mismatch": mismatch(),
+    }
+    body, sig, stamp = _signed(
+        docs.get(case, order()), "another-secret" if case == "bad signature" else SECRET
+    )
+    assert h.service.queueable(body, sig, stamp) is None
+    assert h.journal == [] and fetched == []
+
+
+def test_enqueue_steps_publish_then_record_then_await_the_publish(queue: Harness) -> None:
+    event = normalize(parse_envelope(payloads.encode(order())), "user_id")
+    steps = queue.service.enqueue_steps(event)
+    publish = next(steps)
+    assert isinstance(publish, Publish) and publish.message == QueueMessage.for_event(event)
+    record = steps.send("the publish under way")
+    assert isinstance(record, Record) and (record.event, record.mode) == (event, "queue")
+    wait = steps.send(None)  # the record was created
+    assert isinstance(wait, AwaitPublish) and wait.pending == "the publish under way"
+    with pytest.raises(StopIteration) as done:
+        steps.send("message-id")
+    assert done.value.value == Accepted("accepted", "e-order")
+
+
+@pytest.mark.parametrize("stored", ["processed", "dead_lettered", "ignored"])
+def test_enqueue_steps_end_at_a_final_record_without_awaiting_the_publish(
+    queue: Harness, stored: str
+) -> None:
+    event = normalize(parse_envelope(payloads.encode(order())), "user_id")
+    steps = queue.service.enqueue_steps(event)
+    next(steps)
+    steps.send("pending")
+    with pytest.raises(StopIteration) as done:
+        steps.send(stored)
+    assert done.value.value == Accepted("duplicate", "e-order")

@@ -12,6 +12,7 @@ beside that read, not after it, so it costs no round trip of its own.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import contextlib
 import functools
@@ -23,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
+from google.api_core.retry import AsyncRetry, Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -45,20 +46,31 @@ from paynow.domain import points, records
 from paynow.domain.records import RECEIVED, Processed, Reopened, Step, Stuck
 
 __all__ = ["CATALOG", "EVENTS", "LEDGER", "ORDERS", "REJECTIONS", "SUBSCRIPTIONS"]
-__all__ += ["COMPOSITE_INDEXES", "USERS", "FirestoreEventStore", "client"]
+__all__ += ["COMPOSITE_INDEXES", "USERS", "AsyncEventRecords", "FirestoreEventStore", "client"]
 CALL_TIMEOUT_SECONDS = 10.0
 # How long the worker's open transaction waits for the record read beside its begin (a
 # hint, started with the begin and as fast): past it, the transaction reads the record
 # itself, one read more, instead of idling up to a call's timeout while Firestore is slow.
 HINT_WAIT_SECONDS = 1.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
-_RETRY = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS)
+_BACKOFF: dict[str, Any] = {
+    "initial": 0.1,
+    "maximum": 1.0,
+    "multiplier": 2.0,
+    "timeout": CALL_TIMEOUT_SECONDS,
+}
+_RETRY = Retry(**_BACKOFF)
 _CALL: dict[str, Any] = {"retry": _RETRY, "timeout": CALL_TIMEOUT_SECONDS}
 # A create is not retried on Aborted by the client: record_received reads the record instead.
+_CREATE_RETRIED = if_exception_type(
+    gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests
+)
 _CREATE: dict[str, Any] = {
-    "retry": _RETRY.with_predicate(
-        if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests)
-    ),
+    "retry": Retry(predicate=_CREATE_RETRIED, **_BACKOFF),
+    "timeout": CALL_TIMEOUT_SECONDS,
+}
+_ASYNC_CREATE: dict[str, Any] = {
+    "retry": AsyncRetry(predicate=_CREATE_RETRIED, **_BACKOFF),
     "timeout": CALL_TIMEOUT_SECONDS,
 }
 
@@ -139,8 +151,7 @@ class FirestoreEventStore:
         with calling("Firestore"):
             while True:
                 try:
-                    (write,) = documents.received_writes(event, self._new_record(event, mode))
-                    ref.create(write.fields, **_CREATE)
+                    ref.create(self.received_fields(event, mode), **_CREATE)
                     return None
                 except gexc.AlreadyExists:
                     snap = ref.get(**_CALL)
@@ -155,6 +166,11 @@ class FirestoreEventStore:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
+
+    def received_fields(self, event: ev.PayNowEvent, mode: str) -> dict[str, Any]:
+        """The fields of the record ``record_received`` creates."""
+        (write,) = documents.received_writes(event, self._new_record(event, mode))
+        return write.fields
 
     def event_status(self, event_id: str) -> dict[str, Any] | None:
         with calling("Firestore"):
@@ -509,3 +525,24 @@ class _StateRefs:
     @property
     def paths(self) -> list[str]:
         return [r.path for r in self.all]
+
+
+class AsyncEventRecords:
+    """``record_received`` from an event loop, on Firestore's async client (made in the loop
+    that uses it). Only the create is asynchronous: a record already there, or locked by a
+    transaction, is rare, and the store's own ``record_received`` says what it means, on a
+    thread, so that rule has one home."""
+
+    def __init__(self, db: firestore.AsyncClient, store: FirestoreEventStore) -> None:
+        self._db = db
+        self._store = store
+
+    async def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
+        ref = self._db.collection(EVENTS).document(event.event_id)
+        with calling("Firestore"):
+            try:
+                await ref.create(self._store.received_fields(event, mode), **_ASYNC_CREATE)
+                return None
+            except (gexc.AlreadyExists, gexc.Aborted):
+                pass
+        return await asyncio.to_thread(self._store.record_received, event, mode)

@@ -12,6 +12,9 @@ messages in the order it received them.
 creates its record while the message is in flight; ``wait`` takes the answer, and a
 failure Pub/Sub may recover from is retried, with the generated client's retry, in what
 is left of ``PUBLISH_TIMEOUT_SECONDS``, so a webhook answers 503 rather than hang.
+
+``AsyncPubSubPublisher`` is the same Publish RPC on the generated async client, for the
+webhook's event loop: the same request, retry and bound.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from typing import Any
 import grpc
 from google.api_core import exceptions as gexc
 from google.api_core import gapic_v1
-from google.api_core.retry import Retry, if_exception_type
+from google.api_core.retry import AsyncRetry, Retry, if_exception_type
 from google.cloud.pubsub_v1 import PublisherClient
 from google.pubsub_v1 import PublishRequest, PubsubMessage
+from google.pubsub_v1.services.publisher import PublisherAsyncClient
 
 from paynow.adapters.google_errors import calling
 from paynow.domain.messages import DeadLetter, QueueMessage
@@ -41,13 +45,15 @@ _RETRYABLE = (
     gexc.ServiceUnavailable,
     gexc.Unknown,
 )
-_RETRY = Retry(
-    predicate=if_exception_type(*_RETRYABLE),
-    initial=0.05,
-    maximum=1.0,
-    multiplier=2.0,
-    timeout=PUBLISH_TIMEOUT_SECONDS,
-)
+_BACKOFF: dict[str, Any] = {
+    "predicate": if_exception_type(*_RETRYABLE),
+    "initial": 0.05,
+    "maximum": 1.0,
+    "multiplier": 2.0,
+    "timeout": PUBLISH_TIMEOUT_SECONDS,
+}
+_RETRY = Retry(**_BACKOFF)
+_ASYNC_RETRY = AsyncRetry(**_BACKOFF)
 
 _clients: dict[str, PublisherClient] = {}
 _clients_lock = threading.Lock()
@@ -124,3 +130,23 @@ class _Pending:
                 if not isinstance(error, _RETRYABLE) or left <= 0:
                     raise error from exc
             return self._publisher.retried(self._request, left)
+
+
+class AsyncPubSubPublisher:
+    """Publishing to the main topic from an event loop: one Publish RPC per message.
+
+    Make it inside the loop that will use it: the async client's channel belongs to it.
+    """
+
+    def __init__(self, topic_path: str, client: PublisherAsyncClient | None = None) -> None:
+        self._client = client or PublisherAsyncClient()
+        self._topic = topic_path
+
+    async def publish(self, message: QueueMessage) -> str:
+        """The message durable on the topic: its id, or a ``TransientError``."""
+        request = _request(self._topic, message.data(), message.attributes(), message.ordering_key)
+        with calling("Pub/Sub"):
+            response = await self._client.publish(
+                request=request, retry=_ASYNC_RETRY, timeout=PUBLISH_TIMEOUT_SECONDS
+            )
+        return str(response.message_ids[0])

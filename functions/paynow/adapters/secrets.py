@@ -46,6 +46,9 @@ class StaticSecrets:
     def current(self) -> tuple[str, ...]:
         return self._secrets.in_force(self._wall_clock())
 
+    def ready(self) -> tuple[str, ...]:
+        return self.current()
+
     def refresh(self) -> bool:
         """Nothing to refresh: return False so the caller does not retry."""
         return False
@@ -93,6 +96,18 @@ class SecretManagerSecrets:
                         raise
                     # Secret Manager is down: keep verifying with the value we have.
             return value.in_force(self._wall_clock(), self._older)
+
+    def ready(self) -> tuple[str, ...] | None:
+        """The cached secrets while fresh; None when a read is due or another thread holds
+        the cache (reading it), so an event loop never waits on Secret Manager."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._value is None or self._clock() - self._fetched_at > CACHE_SECONDS:
+                return None
+            return self._value.in_force(self._wall_clock(), self._older)
+        finally:
+            self._lock.release()
 
     def refresh(self) -> bool:
         """Re-read after a failed match; True when a different value was found."""

@@ -19,6 +19,9 @@ class SecretSource(Protocol):
     def current(self) -> tuple[str, ...]:
         """Every secret a signature may match now."""
 
+    def ready(self) -> tuple[str, ...] | None:
+        """``current`` when it needs no read and no wait (a cache fresh and free), else None."""
+
     def refresh(self) -> bool:
         """Re-read after a signature matched none; True when something new was found."""
 
@@ -93,3 +96,17 @@ class Publisher(Protocol):
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Publish to the dead-letter topic and wait until it is durable."""
+
+
+class AsyncRecords(Protocol):
+    """``EventStore.record_received`` for an event loop."""
+
+    async def record_received(self, event: PayNowEvent, mode: str) -> str | None:
+        """As ``EventStore.record_received``."""
+
+
+class AsyncPublisher(Protocol):
+    """``Publisher.publish`` for an event loop: the coroutine ends once the message is durable."""
+
+    async def publish(self, message: QueueMessage) -> str:
+        """The message's id once durable, or a ``TransientError``."""

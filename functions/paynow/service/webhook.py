@@ -4,14 +4,20 @@ Queue mode records the event and publishes its ids-only message
 concurrently, answering once both are durable (the slower of the two, not
 their sum). Sync mode runs the same transaction the worker runs, creating
 the record inside it, so a failure leaves nothing half-applied.
+
+Queue mode's recording is written once, as steps (``enqueue_steps``: publish, record,
+await the publish) that a runner carries out: ``run_steps`` with the blocking adapters
+here, and the webhook's asynchronous shell with the async ones (``service.async_queue``),
+so the rule has one home whichever way the calls are made.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 from paynow.config import Settings
 from paynow.domain import signature
@@ -39,6 +45,53 @@ class Accepted:
     status: str  # accepted | processed | duplicate | ignored | dead_lettered
     event_id: str
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Start publishing ``message``; the runner sends back what awaits it."""
+
+    message: QueueMessage
+
+
+@dataclass(frozen=True)
+class Record:
+    """Create the event's record as received; the runner sends back ``record_received``'s answer."""
+
+    event: PayNowEvent
+    mode: str
+
+
+@dataclass(frozen=True)
+class AwaitPublish:
+    """Wait until the publish ``Publish`` started is durable (or raise ``TransientError``)."""
+
+    pending: Any
+
+
+Step = Publish | Record | AwaitPublish
+Steps = Generator[Step, Any, Accepted]
+
+
+def advance(steps: Steps, answer: Any) -> Step | Accepted:
+    """The next step of ``steps``, given the last one's answer, or the answer they end with."""
+    try:
+        return steps.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def run_steps(steps: Steps, store: EventStore, publisher: Publisher) -> Accepted:
+    """Carry out ``steps`` with blocking adapters; the answer they end with."""
+    answer: Any = None
+    while not isinstance(step := advance(steps, answer), Accepted):
+        if isinstance(step, Publish):
+            answer = publisher.publish(step.message)
+        elif isinstance(step, Record):
+            answer = store.record_received(step.event, step.mode)
+        else:
+            answer = step.pending.wait()
+    return step
 
 
 class WebhookService:
@@ -74,11 +127,53 @@ class WebhookService:
         except EventMismatch as exc:
             bare = PayNowEvent(envelope.event_id, envelope.event_type, None, None, None)
             return self._dead_letter(bare, exc, data=raw)
-        if self._settings.webhook_mode == "queue" and event.handled:
+        if self._queues(event):
             return self._enqueue(event)
         return self._process_inline(event)
 
+    def queueable(self, raw: bytes, sig: str | None, timestamp: str | None) -> PayNowEvent | None:
+        """The event, when this webhook takes queue mode's fast path (``enqueue_steps``):
+        queue mode, signed with a secret in force (known without a read), readable, and of
+        a handled type. None for anything else: ``accept`` then handles it whole, with every
+        error, refresh and dead letter. No I/O, so an event loop may call it."""
+        secrets = self._secrets.ready()
+        if self._settings.webhook_mode != "queue" or secrets is None:
+            return None
+        tolerance = self._settings.signature_tolerance_seconds
+        try:
+            signature.verify(raw, sig, timestamp, secrets, tolerance, self._clock())
+            event = normalize(parse_envelope(raw), self._settings.user_id_key)
+        except (InvalidSignature, InvalidPayload, EventMismatch):
+            return None
+        return event if self._queues(event) else None
+
+    def enqueue_steps(self, event: PayNowEvent) -> Steps:
+        """Queue mode's recording: the message's publish started, the record created while
+        it is in flight, then the publish awaited; a record already final is a duplicate
+        (the extra message in flight is harmless)."""
+        started = time.perf_counter()
+        pending = yield Publish(QueueMessage.for_event(event))
+        existing = yield Record(event, "queue")
+        if existing in FINAL_STATES:
+            return Accepted("duplicate", event.event_id)
+        yield AwaitPublish(pending)
+        log(
+            "INFO",
+            "event published",
+            metric=QUEUE_PUBLISHED,
+            eventId=event.event_id,
+            eventType=event.event_type,
+            mode="queue",
+            latencyMs=elapsed_ms(started),
+            latencyMetric=QUEUE_PUBLISH_LATENCY,
+        )
+        return Accepted("accepted", event.event_id)
+
     # --- steps --------------------------------------------------------------
+
+    def _queues(self, event: PayNowEvent) -> bool:
+        """Queue mode hands a handled event to the worker; everything else is done inline."""
+        return self._settings.webhook_mode == "queue" and event.handled
 
     def _verify(self, raw: bytes, sig: str | None, timestamp: str | None) -> None:
         tolerance = self._settings.signature_tolerance_seconds
@@ -110,24 +205,7 @@ class WebhookService:
         self._store.remember_rejection(digest, error.code)
 
     def _enqueue(self, event: PayNowEvent) -> Accepted:
-        started = time.perf_counter()
-        pending = self._publisher.publish(QueueMessage.for_event(event))
-        existing = self._store.record_received(event, "queue")
-        if existing in FINAL_STATES:
-            # Already handled: the extra message in flight is a harmless duplicate.
-            return Accepted("duplicate", event.event_id)
-        pending.wait()
-        log(
-            "INFO",
-            "event published",
-            metric=QUEUE_PUBLISHED,
-            eventId=event.event_id,
-            eventType=event.event_type,
-            mode="queue",
-            latencyMs=elapsed_ms(started),
-            latencyMetric=QUEUE_PUBLISH_LATENCY,
-        )
-        return Accepted("accepted", event.event_id)
+        return run_steps(self.enqueue_steps(event), self._store, self._publisher)
 
     def _process_inline(self, event: PayNowEvent) -> Accepted:
         try:
