@@ -56,7 +56,7 @@ async def paynow_webhook(request: Request) -> Response:
     """PayNow's webhook: verify, record, then queue or process (``WEBHOOK_MODE``)."""
     started = time.perf_counter()
     if request.method != "POST":
-        return _answer_async(*NOT_POST)
+        return _answer_async(*NOT_POST, early=True)
     try:
         raw = await _read_body_async(request)
         sig, stamp = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
@@ -80,7 +80,7 @@ async def paynow_webhook(request: Request) -> Response:
             mode=SETTINGS.webhook_mode,
             latencyMs=elapsed_ms(started),
         )
-        return _answer_async(status, body)
+        return _answer_async(status, body, early=isinstance(exc, BodyTooLarge))
     except Exception as exc:  # a bug: answer 500 so PayNow retries, never lose the event
         return _answer_async(*_internal_error(exc, "paynow_webhook"))
     log(
@@ -172,9 +172,7 @@ def _read_body(request: flask.Request) -> bytes:
 
 
 async def _read_body_async(request: Request) -> bytes:
-    """As ``_read_body``, from the event loop. What an early answer leaves unread, uvicorn
-    reads and discards itself after the answer (no thread is held meanwhile), so the
-    client gets to read it: the ASGI path needs no drain of its own."""
+    """As ``_read_body``, from the event loop."""
     declared = request.headers.get("content-length")
     body = _Body(int(declared) if declared and declared.isdigit() else None)
     async for chunk in request.stream():
@@ -224,9 +222,46 @@ def _internal_error(exc: Exception, target: str) -> Answer:
     return 500, {"error": "internal", "message": "unexpected error; retry later"}
 
 
-def _answer_async(status: int, body: dict[str, Any]) -> Response:
-    """The webhook's JSON answer."""
-    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+def _answer_async(status: int, body: dict[str, Any], *, early: bool = False) -> Response:
+    """The webhook's JSON answer; ``early``: given before the request body was read to its
+    end (405, 413), so it drains the rest, bounded, as ``_answer`` does."""
+    headers = {"Cache-Control": "no-store"}
+    if early:
+        return _DrainingJSON(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _DrainingJSON(JSONResponse):
+    """JSON sent whole, then the request's unread rest drained (``_drain_async``) before the
+    response ends and the connection closes (``Connection: close``).
+
+    uvicorn reads and discards what a finished response left unread, without a bound, so
+    an endless sender would be fed for as long as it sends. Holding the end of the response
+    until the drain is over keeps the bounds in our hands: the client has its answer (the
+    length is sent) while the drain reads, and the close after it cuts an endless sender off.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [*self.raw_headers, (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await _drain_async(receive)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _drain_async(receive: Any) -> None:
+    """Read and discard the request body's unread rest, as ``_drain``: ``DRAIN_MAX_BYTES``
+    or ``DRAIN_MAX_SECONDS``, whichever comes first, or until the client is gone."""
+    left = DRAIN_MAX_BYTES
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_MAX_SECONDS):
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
 
 
 def _answer(status: int, body: dict[str, Any]) -> flask.Response:

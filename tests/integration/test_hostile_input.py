@@ -56,6 +56,7 @@ from tests.integration.conftest import (
     pull_acked,
 )
 from tests.support import hostile
+from tests.support.asgi import AsgiClient
 
 MAX_BODY = 1024 * 1024
 SOURCE = str(localstack.FUNCTIONS / "main.py")
@@ -395,7 +396,9 @@ class InProcess:
             for name in ("FUNCTION_TARGET", "PAYNOW_WEBHOOK_SECRET_ID", "PUSH_AUDIENCE"):
                 self.env.delenv(name, raising=False)
             reset_runtime()
-            self.webhook = functions_framework.create_app("paynow_webhook", SOURCE).test_client()
+            if self.webhook is not None:
+                self.webhook.close()
+            self.webhook = AsgiClient(functions_framework.create_app("paynow_webhook", SOURCE))
             self.worker = functions_framework.create_app("paynow_worker", SOURCE).test_client()
             self.current = (project, mode)
         return self
@@ -440,6 +443,10 @@ class InProcess:
     def post(
         self, client: Any, body: bytes, headers: dict[str, str], method: str, chunked: bool
     ) -> Answer:
+        if isinstance(client, AsgiClient):  # the webhook: uvicorn's way
+            answered = client.request(method, body, headers, chunked=chunked)
+            kind = answered.headers.get("content-type", "")
+            return Answer.parse(answered.status, kind, answered.body, method)
         headers = dict(headers)
         environ: dict[str, Any] = {}
         if chunked:  # no length: the app reads the stream to its end, as behind gunicorn

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import io
 import json
@@ -27,9 +26,8 @@ from paynow.service.reconcile import ReconcileReport
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import Handled
 from pytest_mock import MockerFixture
-from starlette.requests import Request
-from starlette.responses import Response
 
+from tests.support.asgi import Answered, AsgiClient, of_function
 from tests.unit.fakes import FakeAsyncPublisher, FakeAsyncRecords, FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, NOW, SECRET, settings
 
@@ -80,30 +78,15 @@ def call_webhook(
     body: bytes = b"",
     headers: dict[str, str] | None = None,
     method: str = "POST",
-    chunks: list[bytes] | None = None,
-) -> tuple[int, dict[str, Any], Response]:
-    """The ASGI webhook called as uvicorn calls it: a scope, and the body as http.request
-    messages (``chunks``, without a Content-Length, as a chunked upload; else ``body``
-    whole, with its length)."""
-    pieces = list(chunks) if chunks is not None else [body]
-    sent = dict(headers or {})
-    if chunks is None:
-        sent["Content-Length"] = str(len(body))
-
-    async def receive() -> dict[str, Any]:
-        if pieces:
-            return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
-        return {"type": "http.disconnect"}
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": "/",
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
-    }
-    response = asyncio.run(main.paynow_webhook(Request(scope, receive)))
-    return response.status_code, json.loads(bytes(response.body)), response
+    pieces: list[bytes] | None = None,
+) -> tuple[int, dict[str, Any], Answered]:
+    """The ASGI webhook called as uvicorn calls it (``pieces``: a chunked upload)."""
+    client = AsgiClient(of_function(main.paynow_webhook))
+    try:
+        answered = client.request(method, body, headers, pieces=pieces)
+    finally:
+        client.close()
+    return answered.status, json.loads(answered.body), answered
 
 
 def signed_order(event_id: str = "e1", product: str = "gems-100") -> tuple[bytes, dict[str, str]]:
@@ -124,9 +107,9 @@ def test_webhook_processed(main: ModuleType, webhook: WebhookService) -> None:
     status, body, response = call_webhook(main, *signed_order())
     assert status == 200
     assert body == {"status": "processed", "eventId": "e1"}
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.media_type == "application/json"
-    assert int(response.headers["Content-Length"]) == len(response.body)
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.body)
 
 
 def test_webhook_duplicate(main: ModuleType, webhook: WebhookService) -> None:
@@ -169,7 +152,7 @@ def test_webhook_declared_oversize_body_is_413(main: ModuleType, webhook: Webhoo
 
 
 def test_webhook_streamed_oversize_body_is_413(main: ModuleType, webhook: WebhookService) -> None:
-    status, body, _ = call_webhook(main, chunks=[b"x" * ONE_MIB, b"x", b"never read"])
+    status, body, _ = call_webhook(main, pieces=[b"x" * ONE_MIB, b"x", b"never read"])
     assert (status, body["error"]) == (413, "body_too_large")
 
 
