@@ -212,7 +212,7 @@ def test_the_targets_and_the_stack_file_are_the_codes():
     decorated = {
         node.name
         for node in ast.walk(_source(ROOT / "functions" / "main.py"))
-        if isinstance(node, ast.FunctionDef) and node.decorator_list
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.decorator_list
     }
     assert (
         targets

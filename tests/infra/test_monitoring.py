@@ -48,6 +48,7 @@ from paynow.domain.errors import (
 )
 from paynow.domain.events import normalize, parse_envelope
 from paynow.domain.messages import QueueMessage
+from paynow.service.async_queue import AsyncQueue
 from paynow.service.reconcile import ReconcileService
 from paynow.service.webhook import WebhookService
 from paynow.service.worker import WorkerService
@@ -68,7 +69,8 @@ from tests.infra.conftest import (
     run_script,
     write_env,
 )
-from tests.unit.fakes import FakePublisher, FakeStore
+from tests.support.asgi import AsgiClient, of_function
+from tests.unit.fakes import FakeAsyncPublisher, FakeAsyncRecords, FakePublisher, FakeStore
 from tests.unit.helpers import CATALOG, NOW, SECRET, push, settings
 
 MONITORING = ROOT / "infra" / "monitoring"
@@ -761,6 +763,9 @@ class _Refuser:
 
 
 class _Down:
+    def queueable(self, *args: Any) -> None:
+        return None
+
     def accept(self, *args: Any) -> Any:
         raise DependencyUnavailable("Firestore down")
 
@@ -782,6 +787,14 @@ def _post(function: Any, body: bytes, headers: dict[str, str]) -> int:
         return int(function(flask.request).status_code)
 
 
+def _post_webhook(main: Any, body: bytes, headers: dict[str, str]) -> int:
+    client = AsgiClient(of_function(main.paynow_webhook))
+    try:
+        return client.request("POST", body, headers).status
+    finally:
+        client.close()
+
+
 def _order(event_id: str, product: str = "gems-100") -> tuple[bytes, dict[str, str]]:
     doc = payloads.order_completed(
         event_id, f"o-{event_id}", f"c-{event_id}", "user-42", [(product, 1, 199)]
@@ -801,17 +814,19 @@ def _run_the_code(main: Any, mp: pytest.MonkeyPatch) -> None:
 
     mp.setattr(main, "SETTINGS", sync_settings)
     mp.setattr(runtime, "webhook", lambda: sync)
-    assert _post(main.paynow_webhook, *_order("sync-ok")) == 200  # processed inline
-    assert _post(main.paynow_webhook, *_order("sync-bad", "not-in-catalog")) == 200  # dead-lettered
+    assert _post_webhook(main, *_order("sync-ok")) == 200  # processed inline
+    assert _post_webhook(main, *_order("sync-bad", "not-in-catalog")) == 200  # dead-lettered
     body, headers = _order("forged")
-    assert _post(main.paynow_webhook, body, {**headers, "PayNow-Signature": "AAAA"}) == 401
+    assert _post_webhook(main, body, {**headers, "PayNow-Signature": "AAAA"}) == 401
     mp.setattr(runtime, "webhook", _Down)
-    assert _post(main.paynow_webhook, *_order("down")) == 503
+    assert _post_webhook(main, *_order("down")) == 503
 
     mp.setattr(main, "SETTINGS", queue_settings)
     mp.setattr(runtime, "webhook", lambda: queue)
-    assert _post(main.paynow_webhook, *_order("queued-ok")) == 200
-    assert _post(main.paynow_webhook, *_order("queued-bad", "not-in-catalog")) == 200
+    on_loop = AsyncQueue(FakeAsyncRecords(store), FakeAsyncPublisher(publisher))
+    mp.setattr(runtime, "async_queue", lambda: on_loop)
+    assert _post_webhook(main, *_order("queued-ok")) == 200
+    assert _post_webhook(main, *_order("queued-bad", "not-in-catalog")) == 200
     for message in list(publisher.published):
         worker.handle(push(message, age_s=2.5))  # processed; dead-lettered by the worker
     with contextlib.suppress(TransientError):  # a message whose record is not visible yet

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from google.api_core import exceptions as gexc
-from google.api_core.retry import AsyncRetry, Retry, if_exception_type
+from google.api_core.retry import AsyncRetry, Retry, if_exception_type, if_transient_error
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -53,24 +53,26 @@ CALL_TIMEOUT_SECONDS = 10.0
 # itself, one read more, instead of idling up to a call's timeout while Firestore is slow.
 HINT_WAIT_SECONDS = 1.0
 # Bounded retries: a webhook answers 503 within seconds instead of the client's default minute.
-_BACKOFF: dict[str, Any] = {
-    "initial": 0.1,
-    "maximum": 1.0,
-    "multiplier": 2.0,
-    "timeout": CALL_TIMEOUT_SECONDS,
-}
-_RETRY = Retry(**_BACKOFF)
+
+
+def _backoff(kind: type[Retry] | type[AsyncRetry], predicate: Any = if_transient_error) -> Any:
+    """The calls' retry, for the blocking client (``Retry``) or the async one (``AsyncRetry``);
+    ``predicate``: the errors retried (the client's own transient ones unless told)."""
+    return kind(predicate, initial=0.1, maximum=1.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS)
+
+
+_RETRY: Retry = _backoff(Retry)
 _CALL: dict[str, Any] = {"retry": _RETRY, "timeout": CALL_TIMEOUT_SECONDS}
 # A create is not retried on Aborted by the client: record_received reads the record instead.
 _CREATE_RETRIED = if_exception_type(
     gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests
 )
 _CREATE: dict[str, Any] = {
-    "retry": Retry(predicate=_CREATE_RETRIED, **_BACKOFF),
+    "retry": _backoff(Retry, _CREATE_RETRIED),
     "timeout": CALL_TIMEOUT_SECONDS,
 }
 _ASYNC_CREATE: dict[str, Any] = {
-    "retry": AsyncRetry(predicate=_CREATE_RETRIED, **_BACKOFF),
+    "retry": _backoff(AsyncRetry, _CREATE_RETRIED),
     "timeout": CALL_TIMEOUT_SECONDS,
 }
 

@@ -45,15 +45,21 @@ _RETRYABLE = (
     gexc.ServiceUnavailable,
     gexc.Unknown,
 )
-_BACKOFF: dict[str, Any] = {
-    "predicate": if_exception_type(*_RETRYABLE),
-    "initial": 0.05,
-    "maximum": 1.0,
-    "multiplier": 2.0,
-    "timeout": PUBLISH_TIMEOUT_SECONDS,
-}
-_RETRY = Retry(**_BACKOFF)
-_ASYNC_RETRY = AsyncRetry(**_BACKOFF)
+
+
+def _backoff(kind: type[Retry] | type[AsyncRetry]) -> Any:
+    """Publish's retry, for the blocking client (``Retry``) or the async one (``AsyncRetry``)."""
+    return kind(
+        predicate=if_exception_type(*_RETRYABLE),
+        initial=0.05,
+        maximum=1.0,
+        multiplier=2.0,
+        timeout=PUBLISH_TIMEOUT_SECONDS,
+    )
+
+
+_RETRY: Retry = _backoff(Retry)
+_ASYNC_RETRY: AsyncRetry = _backoff(AsyncRetry)
 
 _clients: dict[str, PublisherClient] = {}
 _clients_lock = threading.Lock()

@@ -13,16 +13,24 @@ from scripts.ops.output import track
 from scripts.proof.bench.measurement import post_json
 from scripts.proof.bench.workload import Workload
 
-CLIENT_LIBRARIES = "google.cloud.firestore, google.cloud.pubsub_v1, flask, functions_framework"
+# the clients the contract needs, and the frameworks the webhook is served with
+CLIENT_LIBRARIES = (
+    "google.cloud.firestore, google.cloud.pubsub_v1, flask, starlette, functions_framework"
+)
 
+# The first webhook as the ASGI server hands it over: a scope, the body as one message.
 _COLD_CHILD = """
-import json, os, sys, time
+import asyncio, json, os, sys, time
 import main
 imported = time.monotonic()
-import flask
+from starlette.requests import Request
 body, headers = sys.argv[1].encode(), json.loads(sys.argv[2])
-with flask.Flask("cold").test_request_context("/", method="POST", data=body, headers=headers):
-    answer = main.paynow_webhook(flask.request)
+headers["Content-Length"] = str(len(body))
+scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+async def receive():
+    return {"type": "http.request", "body": body, "more_body": False}
+answer = asyncio.run(main.paynow_webhook(Request(scope, receive)))
 answered = time.monotonic()
 print("BENCH " + json.dumps({"imported": imported, "answered": answered,
                              "status": answer.status_code}), flush=True)
