@@ -477,7 +477,10 @@ def inprocess(emulators: localstack.Emulators) -> Iterator[InProcess]:
 
     saved_main = sys.modules.get("main")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        yield InProcess(emulators, monkeypatch)
+        stack = InProcess(emulators, monkeypatch)
+        yield stack
+    if stack.webhook is not None:
+        stack.webhook.close()
     reset_runtime()
     if saved_main is None:
         sys.modules.pop("main", None)

@@ -41,7 +41,8 @@ class AsgiClient:
     def __init__(self, app: App) -> None:
         self._app = app
         self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
 
     def request(
         self,
@@ -57,7 +58,10 @@ class AsgiClient:
         return asyncio.run_coroutine_threadsafe(call, self._loop).result(timeout=120)
 
     def close(self) -> None:
+        """Stop the loop and close it, with whatever the app left on it (its async clients)."""
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
 
     async def _call(
         self,

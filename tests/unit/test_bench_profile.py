@@ -62,3 +62,28 @@ def test_depth_shows_more_library_calls_below_our_frame() -> None:
 def test_another_function_target_leaves_the_webhook_s_samples_to_the_framework() -> None:
     layers = breakdown(RAW, "paynow_worker")
     assert layers["Flask + functions-framework around the function"] == 3 + 7 + 2
+
+
+def test_an_asgi_webhook_s_loop_samples_split_into_function_server_and_idle() -> None:
+    ours = "/srv/app/functions"
+    loop = f"BaseEventLoop.run_forever ({LIB}/../asyncio/base_events.py:608)"
+    step = f"Task.__step ({LIB}/../asyncio/tasks.py:269)"
+    function = f"paynow_webhook ({ours}/main.py:57)"
+    queueable = f"WebhookService.queueable ({ours}/paynow/service/webhook.py:90)"
+    verify = f"verify ({ours}/paynow/domain/signature.py:40)"
+    main = "thread (7): MainThread"
+    raw = [
+        _line(main, [loop, step, function, queueable, verify], 4),
+        _line(main, [loop, step, f"JSONResponse.__call__ ({LIB}/starlette/responses.py:150)"], 2),
+        _line(main, [loop, f"H11Protocol.data_received ({LIB}/uvicorn/protocols/h11.py:90)"], 3),
+        _line(main, [loop, f"EpollSelector.select ({LIB}/../selectors.py:468)"], 40),
+        _line(main, [loop, f"_handle_events ({LIB}/grpc/_cython/aio.pyx:1)"], 1),
+        _line(POOL, [f"_worker ({LIB}/concurrent/futures/thread.py:81)"], 50),  # idle pool
+    ]
+    assert breakdown(raw, "paynow_webhook") == {
+        "function: verify (own code)": 4,
+        "starlette + functions-framework around the function": 2,
+        "uvicorn around the function (parse, write)": 3,
+        "event loop idle (awaiting the function's I/O, or the next request)": 40,
+        "event loop: the client libraries' callbacks and the loop itself": 1,
+    }

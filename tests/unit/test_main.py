@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import io
 import json
@@ -302,6 +303,65 @@ def test_a_failing_read_ends_the_drain_quietly(main: ModuleType) -> None:
     sock = _Socket()
     main._drain(Broken(), sock)
     assert sock.timeouts[-1] is None
+
+
+def _endless(chunk: bytes, every: float = 0.0) -> tuple[Any, list[int]]:
+    """An ASGI ``receive`` that never ends its body; the list counts the bytes it gave."""
+    given = [0]
+
+    async def receive() -> dict[str, Any]:
+        if every:
+            await asyncio.sleep(every)
+        given[0] += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    return receive, given
+
+
+def test_the_webhook_s_drain_stops_at_its_byte_bound(main: ModuleType) -> None:
+    receive, given = _endless(b"x" * 65536)
+    asyncio.run(main._drain_async(receive))
+    assert given[0] == main.DRAIN_MAX_BYTES
+
+
+def test_the_webhook_s_drain_stops_at_its_time_bound(
+    main: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(main, "DRAIN_MAX_SECONDS", 0.2)
+    receive, given = _endless(b"x", every=0.01)
+    started = time.monotonic()
+    asyncio.run(main._drain_async(receive))
+    assert 0.2 <= time.monotonic() - started < 1.0
+    assert 0 < given[0] < main.DRAIN_MAX_BYTES
+
+
+def test_the_webhook_s_drain_ends_when_the_client_is_gone_or_the_body_ends(
+    main: ModuleType,
+) -> None:
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"abc", "more_body": True},
+        {"type": "http.request", "body": b"def", "more_body": False},
+        {"type": "http.request", "body": b"never read", "more_body": True},
+    ]
+    gone: list[dict[str, Any]] = [
+        {"type": "http.disconnect"},
+        {"type": "http.request", "body": b"never read"},
+    ]
+    for queue in (messages, gone):
+        left = list(queue)
+
+        async def receive(left: list[dict[str, Any]] = left) -> dict[str, Any]:
+            return left.pop(0)
+
+        asyncio.run(main._drain_async(receive))
+        assert len(left) == 1
+
+
+def test_an_early_webhook_answer_is_whole_before_the_drain_and_closes(main: ModuleType) -> None:
+    status, body, answered = call_webhook(main, b"x" * 100, method="PUT")
+    assert (status, body["error"]) == (405, "method_not_allowed")
+    assert answered.headers["connection"] == "close"
+    assert answered.headers["content-length"] == str(len(answered.body))
 
 
 # --- paynow_worker ---------------------------------------------------------------------
