@@ -11,13 +11,15 @@ A floor is never what the code happens to do. Each is written from the contract 
   entry and the order, one commit of the record, the balance, the ledger entry and the
   order (sync mode's and the worker's least work).
 
-``served.py`` puts the same calls behind the same functions-framework server the code
-runs on (``credit`` twice: as sync mode's webhook, and as a push endpoint beside the
-worker); the bench also calls them here, in its own process, for the raw rates.
+``served_asgi.py`` puts them behind the webhook's server (functions-framework's ASGI
+server, with Google's async clients: ``AsyncFloors``), and ``served.py`` puts ``credit``
+behind the worker's (gunicorn threads) as a push endpoint; the bench also calls them here,
+in its own process, for the raw rates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.cloud import firestore, pubsub_v1
-from google.pubsub_v1 import PublishRequest, PubsubMessage
+from google.pubsub_v1 import PublisherAsyncClient, PublishRequest, PubsubMessage
 
 PRODUCT, QUANTITY, LINE_CENTS, CURRENCY = "gems-100", 2, 998, "USD"
 EVENT_TYPE = "ON_ORDER_COMPLETED"
@@ -105,6 +107,68 @@ def message(ids: Ids) -> tuple[bytes, dict[str, str]]:
     }
 
 
+@dataclass(frozen=True)
+class CreditRefs:
+    """The documents the points transaction reads and writes, on a sync or an async client."""
+
+    event: Any
+    user: Any
+    catalog: Any
+    order: Any
+
+    @classmethod
+    def of(cls, db: Any, ids: Ids) -> CreditRefs:
+        col = db.collection
+        return cls(
+            col(EVENTS).document(ids.event),
+            col(USERS).document(ids.user),
+            col(CATALOG).document(PRODUCT),
+            col(ORDERS).document(ids.order),
+        )
+
+    @property
+    def read(self) -> list[Any]:
+        return [self.event, self.user, self.catalog, self.order]
+
+
+def write_credit(txn: Any, refs: CreditRefs, read: list[Any], ids: Ids, *, recorded: bool) -> None:
+    """The points transaction's one commit, from its one batch read: the record (updated,
+    or created when ``recorded`` is false), the balance, the ledger entry and the order."""
+    snaps = {s.reference.path: s for s in read}
+    points = int(snaps[refs.catalog.path].get("points")) * QUANTITY
+    now = firestore.SERVER_TIMESTAMP
+    final = {"status": "processed", "processedAt": now}
+    if recorded:
+        txn.update(refs.event, final)
+    else:
+        txn.set(refs.event, {**record(ids, "sync"), **final})
+    txn.set(refs.user, {"points": firestore.Increment(points), "updatedAt": now}, merge=True)
+    txn.set(
+        refs.user.collection(LEDGER).document(ids.event),
+        {
+            "delta": points,
+            "eventId": ids.event,
+            "eventType": EVENT_TYPE,
+            "orderId": ids.order,
+            "reason": "order_completed",
+            "createdAt": now,
+        },
+    )
+    txn.set(
+        refs.order,
+        {
+            "userId": ids.user,
+            "customerId": ids.customer,
+            "totalAmount": LINE_CENTS,
+            "currency": CURRENCY,
+            "pointsCredited": points,
+            "refundedAmount": 0,
+            "pointsReversed": 0,
+            "updatedAt": now,
+        },
+    )
+
+
 class Floors:
     """The floor operations on one Firestore client and one Publisher client's channel."""
 
@@ -134,48 +198,10 @@ class Floors:
     def credit(self, ids: Ids, *, recorded: bool) -> None:
         """The points transaction; ``recorded``: the record exists (the worker's case),
         else it is created by the commit (sync mode's)."""
-        col = self.db.collection
-        event_ref = col(EVENTS).document(ids.event)
-        user_ref = col(USERS).document(ids.user)
-        catalog_ref = col(CATALOG).document(PRODUCT)
-        order_ref = col(ORDERS).document(ids.order)
-        new = None if recorded else record(ids, "sync")
+        refs = CreditRefs.of(self.db, ids)
 
         def apply(txn: Any) -> None:
-            read = txn.get_all([event_ref, user_ref, catalog_ref, order_ref])
-            snaps = {s.reference.path: s for s in read}
-            points = int(snaps[catalog_ref.path].get("points")) * QUANTITY
-            now = firestore.SERVER_TIMESTAMP
-            final = {"status": "processed", "processedAt": now}
-            if new is None:
-                txn.update(event_ref, final)
-            else:
-                txn.set(event_ref, {**new, **final})
-            txn.set(user_ref, {"points": firestore.Increment(points), "updatedAt": now}, merge=True)
-            txn.set(
-                user_ref.collection(LEDGER).document(ids.event),
-                {
-                    "delta": points,
-                    "eventId": ids.event,
-                    "eventType": EVENT_TYPE,
-                    "orderId": ids.order,
-                    "reason": "order_completed",
-                    "createdAt": now,
-                },
-            )
-            txn.set(
-                order_ref,
-                {
-                    "userId": ids.user,
-                    "customerId": ids.customer,
-                    "totalAmount": LINE_CENTS,
-                    "currency": CURRENCY,
-                    "pointsCredited": points,
-                    "refundedAmount": 0,
-                    "pointsReversed": 0,
-                    "updatedAt": now,
-                },
-            )
+            write_credit(txn, refs, list(txn.get_all(refs.read)), ids, recorded=recorded)
 
         firestore.transactional(apply)(self.db.transaction())
 
@@ -186,3 +212,34 @@ class Floors:
             for ids in all_ids[start : start + 400]:
                 batch.create(self.db.collection(EVENTS).document(ids.event), record(ids, "queue"))
             batch.commit()
+
+
+class AsyncFloors:
+    """The queue and sync floors with Google's async clients, for a server's event loop (the
+    webhook's: functions-framework serves it with uvicorn). Made inside that loop."""
+
+    def __init__(self, db: firestore.AsyncClient, publisher: PublisherAsyncClient, project: str):
+        self.db = db
+        self._publisher = publisher
+        self._topic = f"projects/{project}/topics/paynow-events"
+
+    async def create_and_publish(self, ids: Ids) -> None:
+        """The record's create and one Publish RPC, awaited together."""
+        data, attributes = message(ids)
+        sent = PubsubMessage(data=data, attributes=attributes, ordering_key=ids.customer)
+        await asyncio.gather(
+            self.db.collection(EVENTS).document(ids.event).create(record(ids, "queue")),
+            self._publisher.publish(topic=self._topic, messages=[sent]),
+        )
+
+    async def credit(self, ids: Ids, *, recorded: bool) -> None:
+        """``Floors.credit`` on the event loop: begin, one batch read, one commit."""
+        refs = CreditRefs.of(self.db, ids)
+
+        async def apply(txn: Any) -> None:
+            # The client's get_all in the transaction: this release's AsyncTransaction.get_all
+            # awaits an async generator and fails.
+            read = [snap async for snap in self.db.get_all(refs.read, transaction=txn)]
+            write_credit(txn, refs, read, ids, recorded=recorded)
+
+        await firestore.async_transactional(apply)(self.db.transaction())

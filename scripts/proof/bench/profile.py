@@ -80,19 +80,32 @@ LOOP_IDLE = "event loop idle (awaiting the function's I/O, or the next request)"
 
 
 def _loop_layer(frames: list[tuple[str, str]], function: str, depth: int) -> str:
-    """An ASGI worker's event loop sample (uvicorn in gunicorn's worker). A suspended
-    coroutine is not on the stack, so what the function awaits shows as the loop idle."""
+    """An ASGI worker's event loop sample (uvicorn in gunicorn's worker), read below the
+    loop's ``_run_once``: the callback or coroutine step it runs. A suspended coroutine is
+    not on the stack, so what the function awaits shows as the loop idle."""
     names = [name for name, _ in frames]
-    if function in names:
-        return _ours(frames, function, depth)
-    where = [w for _, w in frames]
-    if any("/starlette/" in w or "/functions_framework/" in w for w in where):
-        return "starlette + functions-framework around the function"
-    if any("/uvicorn/" in w for w in where):
-        return "uvicorn around the function (parse, write)"
-    if any(n.endswith(".select") or n == "select" for n in names):
+    inner = frames[names.index(LOOP_STEP) + 1 :] if LOOP_STEP in names else frames
+    inner_names = [name for name, _ in inner]
+    if not inner or inner_names[0].endswith(".select"):
         return LOOP_IDLE
+    if function in inner_names:
+        return _ours(inner, function, depth)
+    if len(inner) > 1 and _outside_libraries(inner[1][1]):  # a task of ours (a publish)
+        return _ours(inner, inner_names[1], depth)
+    where = [w for _, w in inner]
+    if any("/uvicorn/" in w for w in where) and not any("/starlette/" in w for w in where):
+        return "uvicorn (parse, write)"
+    if any("/starlette/" in w or "/functions_framework/" in w for w in where):
+        return "uvicorn, starlette + functions-framework around the function"
     return "event loop: the client libraries' callbacks and the loop itself"
+
+
+LOOP_STEP = "BaseEventLoop._run_once"
+
+
+def _outside_libraries(where: str) -> bool:
+    """A frame of the project's code: neither an installed package nor the standard library."""
+    return "site-packages" not in where and "/lib/python3" not in where and "<" not in where
 
 
 def breakdown(raw: list[str], function: str, depth: int = 1) -> collections.Counter[str]:

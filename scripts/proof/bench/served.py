@@ -1,19 +1,20 @@
-"""The bench's own functions-framework targets, served exactly as the code's functions are.
+"""The bench's own WSGI functions-framework targets, served as the worker is (gunicorn threads).
 
-- ``serve_floor``: reads the body and answers JSON: the server's own cost;
-- ``queue_floor``: ``serve_floor`` plus queue mode's least work (``Floors.create_and_publish``);
-- ``sync_floor``: ``serve_floor`` plus sync mode's least work (``Floors.credit``);
 - ``worker_floor``: a push endpoint doing the raw loop's transaction
   (``Floors.credit`` on a recorded event): push delivery and serving plus the worker's least
   work, beside the worker (the target's floor is the raw loop; this shows what push and the
   server cost of it);
-- ``peer_webhook``: the handler a team would write from Google's samples: verify the
+- ``peer_webhook``: the handler a team would write from Google's samples (Flask): verify the
   signature, create the record, then publish with the client's default batch settings
-  (ordering on, for the key) and wait for it.
+  (ordering on, for the key) and wait for it;
+- ``wsgi_queue_floor``: queue mode's least work on gunicorn's threads with the blocking
+  clients, measured by ``alternatives`` only: the webhook's floor as it was served before
+  the webhook became an ASGI function.
 
-Each answers a GET 405 as the webhook does (``localstack.start_function`` waits for it).
-Started by ``run`` with ``localstack.start_function(..., source=this file)``, with the same
-environment and server settings as the webhook.
+The webhook's own floors are in ``served_asgi.py``. Each answers a GET 405 as the webhook
+does (``localstack.start_function`` waits for it). Started by the bench's stack with
+``localstack.start_function(..., source=this file)``, with the same environment and server
+settings as the function each stands beside.
 """
 
 from __future__ import annotations
@@ -54,29 +55,12 @@ def _floors() -> floors.Floors:
 
 
 @functions_framework.http
-def serve_floor(request: flask.Request) -> flask.Response:
-    if (refused := _not_post(request)) is not None:
-        return refused
-    body = request.get_data()
-    return _answer({"status": "accepted", "bytes": len(body)})
-
-
-@functions_framework.http
-def queue_floor(request: flask.Request) -> flask.Response:
+def wsgi_queue_floor(request: flask.Request) -> flask.Response:
     if (refused := _not_post(request)) is not None:
         return refused
     ids = floors.ids_of(request.get_data())
     _floors().create_and_publish(ids)
     return _answer({"status": "accepted", "eventId": ids.event})
-
-
-@functions_framework.http
-def sync_floor(request: flask.Request) -> flask.Response:
-    if (refused := _not_post(request)) is not None:
-        return refused
-    ids = floors.ids_of(request.get_data())
-    _floors().credit(ids, recorded=False)
-    return _answer({"status": "processed", "eventId": ids.event})
 
 
 @functions_framework.http

@@ -1,14 +1,16 @@
-"""The load target's alternatives on functions-framework's ASGI server (``FUNCTION_USE_ASGI``).
+"""The webhook's floors, served as the webhook is: ``functions_framework.aio`` functions,
+which functions-framework serves with uvicorn (its gunicorn worker), with the same
+environment and settings as the webhook, and Google's async clients on the event loop.
 
-Measured by ``python -m scripts.proof.bench.alternatives``, not by the bench's run:
+- ``serve_floor``: reads the body and answers JSON: the server's own cost;
+- ``queue_floor``: ``serve_floor`` plus queue mode's least work
+  (``AsyncFloors.create_and_publish``);
+- ``sync_floor``: ``serve_floor`` plus sync mode's least work (``AsyncFloors.credit``);
+- ``webhook_on_threads``: an alternative, measured by ``alternatives`` only: the code's
+  webhook service, unchanged, behind an ASGI shell that runs it on a pool of ``THREADS``
+  threads (the ASGI server without async clients).
 
-- ``asgi_queue_floor``: queue mode's least work with Google's async clients (the record's
-  create and one Publish RPC, awaited together on the event loop): what a fully async
-  webhook could reach at best;
-- ``asgi_webhook_on_threads``: the code's own webhook service, unchanged, behind an ASGI
-  shell that runs it on a pool of ``THREADS`` threads: the ASGI server without async clients.
-
-Both answer a GET 405 (``localstack.start_function`` waits for it).
+Each answers a GET 405 as the webhook does (``localstack.start_function`` waits for it).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from pathlib import Path
 
 import functions_framework.aio
 from google.cloud import firestore
-from google.pubsub_v1 import PubsubMessage
-from google.pubsub_v1.services.publisher import PublisherAsyncClient
+from google.pubsub_v1 import PublisherAsyncClient
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -43,11 +44,38 @@ def _not_post(request: Request) -> JSONResponse | None:
 
 
 @functools.cache
-def _async_clients() -> tuple[firestore.AsyncClient, PublisherAsyncClient, str]:
+def _floors() -> floors.AsyncFloors:
     """Made on first use, inside the server's event loop (async gRPC channels bind to it)."""
     project = os.environ["GOOGLE_CLOUD_PROJECT"]
-    topic = f"projects/{project}/topics/paynow-events"
-    return firestore.AsyncClient(project=project), PublisherAsyncClient(), topic
+    return floors.AsyncFloors(
+        firestore.AsyncClient(project=project), PublisherAsyncClient(), project
+    )
+
+
+@functions_framework.aio.http
+async def serve_floor(request: Request) -> JSONResponse:
+    if (refused := _not_post(request)) is not None:
+        return refused
+    body = await request.body()
+    return JSONResponse({"status": "accepted", "bytes": len(body)})
+
+
+@functions_framework.aio.http
+async def queue_floor(request: Request) -> JSONResponse:
+    if (refused := _not_post(request)) is not None:
+        return refused
+    ids = floors.ids_of(await request.body())
+    await _floors().create_and_publish(ids)
+    return JSONResponse({"status": "accepted", "eventId": ids.event})
+
+
+@functions_framework.aio.http
+async def sync_floor(request: Request) -> JSONResponse:
+    if (refused := _not_post(request)) is not None:
+        return refused
+    ids = floors.ids_of(await request.body())
+    await _floors().credit(ids, recorded=False)
+    return JSONResponse({"status": "processed", "eventId": ids.event})
 
 
 @functools.cache
@@ -56,22 +84,7 @@ def _pool() -> cf.ThreadPoolExecutor:
 
 
 @functions_framework.aio.http
-async def asgi_queue_floor(request: Request) -> JSONResponse:
-    if (refused := _not_post(request)) is not None:
-        return refused
-    ids = floors.ids_of(await request.body())
-    db, publisher, topic = _async_clients()
-    data, attributes = floors.message(ids)
-    message = PubsubMessage(data=data, attributes=attributes, ordering_key=ids.customer)
-    await asyncio.gather(
-        db.collection(floors.EVENTS).document(ids.event).create(floors.record(ids, "queue")),
-        publisher.publish(topic=topic, messages=[message]),
-    )
-    return JSONResponse({"status": "accepted", "eventId": ids.event})
-
-
-@functions_framework.aio.http
-async def asgi_webhook_on_threads(request: Request) -> JSONResponse:
+async def webhook_on_threads(request: Request) -> JSONResponse:
     if (refused := _not_post(request)) is not None:
         return refused
     raw = await request.body()

@@ -18,15 +18,18 @@ from pathlib import Path
 from scripts.local import localstack
 
 SERVED = Path(__file__).with_name("served.py")
+SERVED_ASGI = Path(__file__).with_name("served_asgi.py")
 SIZING = localstack.ROOT / "infra" / "sizing.sh"
-# name: (target, source, mode, sizing prefix); each floor runs with its function's settings
+# name: (target, source, mode, sizing prefix); each floor runs with its function's settings,
+# on its server: the webhook's on the ASGI server (served_asgi), the worker's on gunicorn's
+# threads (served)
 FUNCTIONS = {
     "worker": ("paynow_worker", None, "queue", "WORKER"),
     "webhook queue": ("paynow_webhook", None, "queue", "WEBHOOK"),
     "webhook sync": ("paynow_webhook", None, "sync", "WEBHOOK"),
-    "serve floor": ("serve_floor", SERVED, "queue", "WEBHOOK"),
-    "queue floor": ("queue_floor", SERVED, "queue", "WEBHOOK"),
-    "sync floor": ("sync_floor", SERVED, "sync", "WEBHOOK"),
+    "serve floor": ("serve_floor", SERVED_ASGI, "queue", "WEBHOOK"),
+    "queue floor": ("queue_floor", SERVED_ASGI, "queue", "WEBHOOK"),
+    "sync floor": ("sync_floor", SERVED_ASGI, "sync", "WEBHOOK"),
     "peer": ("peer_webhook", SERVED, "queue", "WEBHOOK"),
     "worker floor": ("worker_floor", SERVED, "queue", "WORKER"),
 }
