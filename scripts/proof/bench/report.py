@@ -197,7 +197,8 @@ def markdown(res: Results, all_checks: list[Check]) -> str:
         f"{s.worker_rounds} rounds; end to end {STEADY_RATE:g} events/s for "
         f"{s.steady_seconds:g} s and a burst of {s.burst}; {s.cold_runs} cold starts"
         + (f" (+{s.served_cold_runs} served)" if s.served_cold_runs else ""),
-        f"- servers: functions-framework (gunicorn, 1 worker, THREADS "
+        f"- servers: functions-framework (gunicorn, 1 worker: uvicorn's event loop for the "
+        "webhook and its floors, gunicorn's threads for the worker and the peer; THREADS "
         f"{'/'.join(map(str, threads))} as infra/sizing.sh sets them); emulators' push: at "
         "most 2 messages in flight per subscription, one at a time per ordering key",
         "",
@@ -314,8 +315,8 @@ def markdown(res: Results, all_checks: list[Check]) -> str:
         ),
         "",
         f"Bare import: `import {cold.CLIENT_LIBRARIES}`. Cold start: import `main`, then "
-        "answer one signed webhook (queue mode) through a Flask test request, clients created "
-        "on the way.",
+        "answer one signed webhook (queue mode) as the ASGI server hands it over (a scope, the "
+        "body as one message), clients created on the way.",
         "",
         "![latency](latency.png)",
         "",
