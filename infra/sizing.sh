@@ -9,36 +9,39 @@
 # Rules Cloud Run (which runs gen2 functions) enforces, checked by check_sizing below:
 # a concurrency above 1 needs at least 1 vCPU; below 1 vCPU the concurrency must be 1.
 #
-# Concurrency is also gunicorn's thread count: functions-framework starts one gunicorn worker
-# with THREADS threads (4 per CPU it sees unless THREADS is set). functions.sh sets
-# THREADS to the concurrency, so an instance serves exactly as many requests at once as
-# Cloud Run sends it, never queueing some behind busy threads.
+# THREADS: functions-framework starts one gunicorn worker with THREADS threads (4 per CPU
+# it sees unless THREADS is set); functions.sh sets THREADS to the concurrency. For the
+# worker and reconcile (WSGI functions) they are the request threads, so an instance serves
+# exactly as many requests at once as Cloud Run sends it. The webhook is an ASGI function
+# (uvicorn's event loop in that worker): its queue-mode requests share the loop and need no
+# thread, and THREADS is its pool for the rest (sync mode, refusals, secret re-reads), so
+# that path never queues behind busy threads either.
 
 # --- paynow_webhook -------------------------------------------------------------
-# Its time is waiting: under load the server spent 2.6 ms of CPU a queue request, of which
-# the code (verify, parse, build the record) is 0.4 ms over its served floor's 2.2 ms
-# (functions-framework and the client libraries' calls; docs/benchmarks/results.md); the
-# answers it waits for take a few ms on the emulators and tens of ms in the cloud. Threads
-# therefore pay until the CPU is busy: on two shared cores, beside both emulators, the
-# queue webhook answered 313-384 requests/s with 8 threads, 395-421 with 16 and 358-433
-# with 32 (16 and 64 clients; p99 no worse at 16). So: 16 requests per instance ...
+# Its time is waiting: in queue mode it awaits a Firestore create and a Publish together on
+# the event loop, a few ms on the emulators and 20-40 ms in the cloud, and spends 1.4 ms of
+# the server's CPU a request (its served floor 1.2; docs/benchmarks/results.md, under
+# load). One vCPU therefore serves about 700 requests/s; 16 at once over 20-40 ms send it
+# 400-800, about what that CPU allows, so a higher concurrency would queue on the CPU, and
+# a lower one would leave it idle while the answers travel. On the two shared cores here it
+# answered 634 and 666 requests/s at 16 and 64 clients (0.92x and 1.00x of the raw floor).
+# Sync mode (the rollback) runs each request on one of the THREADS threads, 16 here, which
+# with WSGI's threads measured best of 8/16/32 for this function. So: 16 per instance ...
 WEBHOOK_CONCURRENCY=16
-# ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. The server's CPU
-# under load was 2.6 ms a queue request (its served floor: 2.2 ms), so one vCPU serves about
-# 390 requests/s, near what 16 threads waiting 20-40 ms on cloud round trips send it
-# (docs/benchmarks/README.md, "Capacity"). Two gunicorn workers (functions-framework's
-# WORKERS=2) served 370 and 445 requests/s at 16 and 64 clients on the two cores here,
-# against 349 and 332 with one in the same experiment: a second process uses a second core. On 1 vCPU it only
-# shares the same CPU, and with 2 vCPUs it is the same rate per vCPU at twice the memory,
-# so one worker on 1 vCPU is kept.
+# ... on 1 vCPU, which Cloud Run requires for any concurrency above 1. Two processes
+# (functions-framework's WORKERS=2) served 638 and 718 requests/s at 16 and 64 clients on
+# the two cores here against 592 and 609 with one, in the same run (python -m
+# scripts.proof.bench.alternatives): a second process uses a second core. On 1 vCPU it only
+# shares the same CPU, and with 2 vCPUs it is about the same rate per vCPU at twice the
+# memory, so one worker on 1 vCPU is kept.
 WEBHOOK_CPU=1
-# The gunicorn worker peaked at 80 MiB under 64 concurrent clients (the bench's load
-# rounds) and held 78-79 MiB for 180 s at 16 (docs/load.md), the arbiter 28 MiB: ~110 MiB.
+# The worker process peaked at 85 MiB under 64 concurrent clients (the bench's load rounds)
+# and held 80-81 MiB for 180 s at 16 (docs/load.md), the arbiter about 30 MiB: ~115 MiB.
 # 512Mi (the second-generation minimum) leaves four times that for bodies (up to 1 MiB
 # each, 16 at once) and library growth.
 WEBHOOK_MEMORY=512Mi
 # One warm instance: PayNow waits for this answer, and a cold start costs the client
-# libraries' import before the first answer (about 400 ms here on a whole core, import of
+# libraries' import before the first answer (about 460 ms here on a whole core, import of
 # main plus the first answer; more on a cold Cloud Run instance). An idle instance is billed
 # at the idle rate; the others scale from zero.
 WEBHOOK_MIN_INSTANCES=1
@@ -47,9 +50,9 @@ WEBHOOK_MIN_INSTANCES=1
 # Also I/O-bound: three round trips an event (its record read beside the transaction's
 # begin, one batch read, one commit), a few ms each on the emulator. Ordering serializes
 # one customer's events, so concurrency comes from different customers; Pub/Sub push
-# raises the deliveries in flight as acknowledgements come fast. The server spent 5.8 ms
+# raises the deliveries in flight as acknowledgements come fast. The server spent 5.4 ms
 # of CPU an event (python -m scripts.proof.bench.profile --target worker), so one vCPU
-# serves about 170 events/s; 8 at once over three cloud round trips of 10-20 ms each send
+# serves about 185 events/s; 8 at once over three cloud round trips of 10-20 ms each send
 # it 130-270, so 8 keep one vCPU busy without queueing in gunicorn ...
 WORKER_CONCURRENCY=8
 # ... on 1 vCPU (required above concurrency 1).
@@ -63,7 +66,7 @@ WORKER_MIN_INSTANCES=0
 # One run every few minutes, at most RECONCILE_MAX_INSTANCES (1) instance: concurrency 1 so
 # that two runs never overlap (a second call is refused with 429 and the scheduler retries).
 RECONCILE_CONCURRENCY=1
-# 1 vCPU so a cold start's import (374 ms bare import of the client libraries on a whole
+# 1 vCPU so a cold start's import (about 400 ms bare import of the client libraries on a whole
 # core) is not stretched threefold by a third of a CPU; it is billed only while it runs.
 RECONCILE_CPU=1
 # It holds at most RECONCILE_BATCH_SIZE (200) ids-only messages: the webhook's 512Mi is ample.
