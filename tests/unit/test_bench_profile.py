@@ -102,3 +102,21 @@ def test_an_asgi_webhook_s_loop_samples_split_below_the_loop_s_step() -> None:
         "event loop idle (awaiting the function's I/O, or the next request)": 40,
         "event loop: the client libraries' callbacks and the loop itself": 1,
     }
+
+
+def test_the_asgi_webhook_s_threads_count_from_the_service_call_down() -> None:
+    ours = "/srv/app/functions"
+    accept = f"WebhookService.accept ({ours}/paynow/service/webhook.py:112)"
+    inline = f"WebhookService._process_inline ({ours}/paynow/service/webhook.py:210)"
+    pending = f"FirestoreEventStore.has_pending ({ours}/paynow/adapters/firestore_store.py:300)"
+    result = f"Future.result ({STDLIB}/concurrent/futures/_base.py:451)"
+    worker = f"_worker ({STDLIB}/concurrent/futures/thread.py:83)"
+    thread = "thread (12): webhook_3"
+    raw = [
+        _line(thread, [worker, accept, inline, pending, result], 6),
+        _line(thread, [worker], 30),  # an idle thread of the pool
+        _line("thread (13): firestore-beside_0", [worker, pending], 2),  # not the webhook's
+    ]
+    assert breakdown(raw, "paynow_webhook") == {
+        "function: FirestoreEventStore.has_pending > Future.result": 6
+    }

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m scripts.proof.bench.profile                  # 30 s of queue webhooks
     .venv/bin/python -m scripts.proof.bench.profile --seconds 60 --rate 1000
+    .venv/bin/python -m scripts.proof.bench.profile --target webhook-sync  # sync mode's
     .venv/bin/python -m scripts.proof.bench.profile --target worker  # a backlog through push
 
 The bench compares times with floors; this says where the time goes. It starts the bench's
@@ -15,6 +16,9 @@ loop for an ASGI one (the webhook, served by uvicorn), whose awaits show as the 
 webhook series) and signed webhooks go to the queue webhook for ``--seconds``, each followed
 by the same call to the service in this process (as the bench interleaves its series), so
 the client's p50 and the in-process service's show beside the server's time.
+``webhook-sync``: the same against the sync webhook, whose requests run the service on the
+webhook's threads (``runtime.webhook_threads``): their samples are read from
+``WebhookService.accept`` down.
 
 ``worker``: the bench's worker case: events of as many customers accepted while the push
 subscription holds them, then released at once, to the worker and to the served worker
@@ -46,7 +50,13 @@ from scripts.proof.bench.stack import BenchStack, bench_stack
 from scripts.proof.bench.workload import Workload
 
 # --target: (the function's target name, the bench stack's process serving it)
-TARGETS = {"webhook": ("paynow_webhook", "webhook queue"), "worker": ("paynow_worker", "worker")}
+TARGETS = {
+    "webhook": ("paynow_webhook", "webhook queue"),
+    "webhook-sync": ("paynow_webhook", "webhook sync"),
+    "worker": ("paynow_worker", "worker"),
+}
+# The ASGI webhook's threads (runtime.webhook_threads) and what they run: the whole service.
+WEBHOOK_THREAD, SERVICE_CALL = "webhook_", "WebhookService.accept"
 
 
 def _ours(frames: list[tuple[str, str]], function: str, depth: int) -> str:
@@ -55,7 +65,9 @@ def _ours(frames: list[tuple[str, str]], function: str, depth: int) -> str:
     from), installed packages excepted."""
     names = [name for name, _ in frames]
     inner = frames[names.index(function) :]
-    root = str(Path(inner[0][1].rpartition(":")[0]).parent) + os.sep
+    file = Path(inner[0][1].rpartition(":")[0])
+    # the folder that holds main.py and the paynow package, whichever of them ``function`` is in
+    root = str(next((p.parent for p in file.parents if p.name == "paynow"), file.parent)) + os.sep
     last_ours = max(
         i
         for i, (_, where) in enumerate(inner)
@@ -116,8 +128,11 @@ def breakdown(raw: list[str], function: str, depth: int = 1) -> collections.Coun
         stack, _, count = line.rpartition(" ")
         thread, *rest = stack.split(";")
         frames = [(f.split(" (")[0], f.partition(" (")[2].rstrip(")")) for f in rest]
-        if "ThreadPoolExecutor" in thread and any(n == "ThreadWorker.handle" for n, _ in frames):
+        names = [n for n, _ in frames]
+        if "ThreadPoolExecutor" in thread and "ThreadWorker.handle" in names:
             layers[_thread_layer(frames, function, depth)] += int(count)
+        elif WEBHOOK_THREAD in thread and SERVICE_CALL in names:  # the webhook's slow path
+            layers[_ours(frames, SERVICE_CALL, depth)] += int(count)
         elif thread.endswith("MainThread") and any("/asyncio/" in w for _, w in frames):
             layers[_loop_layer(frames, function, depth)] += int(count)
     return layers
@@ -162,25 +177,32 @@ def table(layers: collections.Counter[str], rate: int, requests: int) -> list[st
 
 
 def webhook(stack: BenchStack, work: Workload, args: argparse.Namespace) -> list[str]:
-    seconds, rate = args.seconds, args.rate
+    seconds, rate, mode = args.seconds, args.rate, args.target.removeprefix("webhook-")
+    call, in_service = (
+        (work.sync_webhook, work.sync_service)
+        if mode == "sync"
+        else (work.queue_webhook, work.queue_service)
+    )
+    function, process = TARGETS[args.target]
     work.detach_worker()
     for _ in range(300):  # warm: clients created, JIT of the emulators
-        work.queue_webhook()
-    pid = localstack.gunicorn_worker_pid(stack.processes[TARGETS["webhook"][1]])
+        call()
+    pid = localstack.gunicorn_worker_pid(stack.processes[process])
     answers: list[float] = []
     in_process: list[float] = []
     with recording(pid, rate, seconds + 1) as raw:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            answers.append(work.queue_webhook())
-            in_process.append(work.queue_service())
-    layers = breakdown(_kept(raw, args.raw), TARGETS["webhook"][0], args.depth)
+            answers.append(call())
+            in_process.append(in_service())
+    layers = breakdown(_kept(raw, args.raw), function, args.depth)
     n = len(answers)
     busy = sum(v for k, v in layers.items() if k != LOOP_IDLE)
     handled = busy * 1000.0 / rate / n
     client, service = sorted(answers)[n // 2], sorted(in_process)[n // 2]
     return [
-        f"{n} sequential queue webhooks; py-spy at {rate} Hz on the webhook's gunicorn worker",
+        f"{n} sequential {'sync' if mode == 'sync' else 'queue'} webhooks; py-spy at {rate} Hz "
+        "on the webhook's gunicorn worker",
         f"client answer p50 {client:.2f} ms; server handler {handled:.2f} ms a request "
         f"(mean; on an event loop, its idle time left out); the same service in this process "
         f"p50 {service:.2f} ms",
@@ -274,7 +296,7 @@ def main() -> int:
     service_log.parent.mkdir(parents=True, exist_ok=True)
     with service_log.open("w") as log, contextlib.redirect_stdout(log), bench_stack() as stack:
         work = Workload(stack)
-        if args.target == "webhook":
+        if args.target.startswith("webhook"):
             lines = webhook(stack, work, args)
         else:
             lines = worker(stack, work, args)
