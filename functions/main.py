@@ -38,7 +38,7 @@ from paynow.observability import (
     elapsed_ms,
     log,
 )
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -80,7 +80,8 @@ async def paynow_webhook(request: Request) -> Response:
             mode=SETTINGS.webhook_mode,
             latencyMs=elapsed_ms(started),
         )
-        return _answer_async(status, body, early=isinstance(exc, BodyTooLarge))
+        unread = isinstance(exc, BodyTooLarge) and not request.state.ended
+        return _answer_async(status, body, early=unread)
     except Exception as exc:  # a bug: answer 500 so PayNow retries, never lose the event
         return _answer_async(*_internal_error(exc, "paynow_webhook"))
     log(
@@ -172,12 +173,19 @@ def _read_body(request: flask.Request) -> bytes:
 
 
 async def _read_body_async(request: Request) -> bytes:
-    """As ``_read_body``, from the event loop."""
+    """As ``_read_body``, from the event loop, message by message: ``request.state.ended``
+    says whether the client sent the body's end, so a 413 drains only what is still coming."""
+    request.state.ended = False
     declared = request.headers.get("content-length")
     body = _Body(int(declared) if declared and declared.isdigit() else None)
-    async for chunk in request.stream():
-        body.add(chunk)
-    return body.whole()
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        request.state.ended = not message.get("more_body", False)
+        body.add(message.get("body", b""))
+        if request.state.ended:
+            return body.whole()
 
 
 def _result_body(status: str, event_id: str | None, error: str | None) -> dict[str, Any]:

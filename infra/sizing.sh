@@ -13,9 +13,10 @@
 # it sees unless THREADS is set); functions.sh sets THREADS to the concurrency. For the
 # worker and reconcile (WSGI functions) they are the request threads, so an instance serves
 # exactly as many requests at once as Cloud Run sends it. The webhook is an ASGI function
-# (uvicorn's event loop in that worker): its queue-mode requests share the loop and need no
-# thread, and THREADS is its pool for the rest (sync mode, refusals, secret re-reads), so
-# that path never queues behind busy threads either.
+# (uvicorn's event loop in that worker, which does not use THREADS): its queue-mode requests
+# share the loop and need no thread, and the webhook's own code reads THREADS for its pool
+# for the rest (sync mode, refusals, secret re-reads), so that path never queues behind
+# busy threads either.
 
 # --- paynow_webhook -------------------------------------------------------------
 # Its time is waiting: in queue mode it awaits a Firestore create and a Publish together on

@@ -72,7 +72,9 @@ def async_queue() -> AsyncQueue:
     from paynow.adapters.pubsub_publisher import AsyncPubSubPublisher
 
     s = settings()
-    records = AsyncEventRecords(firestore.AsyncClient(project=s.project), store())
+    records = AsyncEventRecords(
+        firestore.AsyncClient(project=s.project), store(), webhook_threads()
+    )
     return AsyncQueue(records, AsyncPubSubPublisher(s.topic_path))
 
 

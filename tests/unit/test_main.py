@@ -153,8 +153,19 @@ def test_webhook_declared_oversize_body_is_413(main: ModuleType, webhook: Webhoo
 
 
 def test_webhook_streamed_oversize_body_is_413(main: ModuleType, webhook: WebhookService) -> None:
-    status, body, _ = call_webhook(main, pieces=[b"x" * ONE_MIB, b"x", b"never read"])
+    status, body, answered = call_webhook(main, pieces=[b"x" * ONE_MIB, b"x", b"never read"])
     assert (status, body["error"]) == (413, "body_too_large")
+    assert answered.headers["connection"] == "close"  # the rest drained, then closed
+
+
+def test_a_413_on_the_body_s_last_piece_does_not_wait_for_more(
+    main: ModuleType, webhook: WebhookService
+) -> None:
+    """The client sent the end: nothing is left to drain, so the answer ends at once rather
+    than waiting out the drain's time bound for a body that will not come."""
+    status, body, answered = call_webhook(main, pieces=[b"x" * ONE_MIB, b"x"])
+    assert (status, body["error"]) == (413, "body_too_large")
+    assert "connection" not in answered.headers
 
 
 def test_webhook_body_of_exactly_one_mib_is_read(main: ModuleType, webhook: WebhookService) -> None:

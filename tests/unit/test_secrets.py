@@ -369,3 +369,25 @@ def test_ready_never_waits_for_a_thread_holding_the_cache() -> None:
     with secrets._lock:  # another thread is reading Secret Manager
         assert secrets.ready() is None
     assert secrets.ready() == ("v1",)
+
+
+def test_ready_keeps_the_fast_path_while_secret_manager_fails() -> None:
+    """Stale and failing: ``current`` verifies with the cached value between attempts, and
+    so does ``ready``; it gives None only when an attempt is due again."""
+    clock, down = Clock(), {"now": False}
+
+    def fetch(name: str) -> str:
+        if down["now"]:
+            raise DependencyUnavailable("Secret Manager unavailable")
+        return "v1"
+
+    secrets = SecretManagerSecrets(SECRET_ID, fetch=fetch, clock=clock)
+    secrets.current()
+    down["now"] = True
+    clock.now += CACHE_SECONDS + 1
+    assert secrets.ready() is None  # stale, a read allowed: current() tries, on a thread
+    assert secrets.current() == ("v1",)  # the read failed: the cached value is kept
+    clock.now += 1
+    assert secrets.ready() == ("v1",)  # no read allowed before the floor: no wait either
+    clock.now += REFRESH_FLOOR_SECONDS
+    assert secrets.ready() is None

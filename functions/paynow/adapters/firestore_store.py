@@ -535,11 +535,16 @@ class AsyncEventRecords:
     transaction, is rare, and the store's own ``record_received`` says what it means, on a
     thread, so that rule has one home."""
 
-    def __init__(self, db: firestore.AsyncClient, store: FirestoreEventStore) -> None:
+    def __init__(
+        self, db: firestore.AsyncClient, store: FirestoreEventStore, threads: cf.Executor
+    ) -> None:
         self._db = db
         self._store = store
+        self._threads = threads
 
     async def record_received(self, event: ev.PayNowEvent, mode: str) -> str | None:
+        """As the store's; a record already there goes to the store's own rule on
+        ``threads`` (the webhook's, so a burst of PayNow's retries waits for no other pool)."""
         ref = self._db.collection(EVENTS).document(event.event_id)
         with calling("Firestore"):
             try:
@@ -547,4 +552,5 @@ class AsyncEventRecords:
                 return None
             except (gexc.AlreadyExists, gexc.Aborted):
                 pass
-        return await asyncio.to_thread(self._store.record_received, event, mode)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._store.record_received, event, mode)

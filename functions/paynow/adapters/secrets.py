@@ -98,12 +98,15 @@ class SecretManagerSecrets:
             return value.in_force(self._wall_clock(), self._older)
 
     def ready(self) -> tuple[str, ...] | None:
-        """The cached secrets while fresh; None when a read is due or another thread holds
-        the cache (reading it), so an event loop never waits on Secret Manager."""
+        """What ``current`` would answer when it would not read: the cached secrets while
+        fresh, or while stale with no read allowed yet (Secret Manager failing: ``current``
+        keeps verifying with them too). None when a read is due or another thread holds the
+        cache (reading it), so an event loop never waits on Secret Manager."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._value is None or self._clock() - self._fetched_at > CACHE_SECONDS:
+            stale = self._clock() - self._fetched_at > CACHE_SECONDS
+            if self._value is None or (stale and self._may_attempt()):
                 return None
             return self._value.in_force(self._wall_clock(), self._older)
         finally:

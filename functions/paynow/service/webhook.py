@@ -139,9 +139,8 @@ class WebhookService:
         secrets = self._secrets.ready()
         if self._settings.webhook_mode != "queue" or secrets is None:
             return None
-        tolerance = self._settings.signature_tolerance_seconds
         try:
-            signature.verify(raw, sig, timestamp, secrets, tolerance, self._clock())
+            self._check(raw, sig, timestamp, secrets)
             event = normalize(parse_envelope(raw), self._settings.user_id_key)
         except (InvalidSignature, InvalidPayload, EventMismatch):
             return None
@@ -176,15 +175,20 @@ class WebhookService:
         return self._settings.webhook_mode == "queue" and event.handled
 
     def _verify(self, raw: bytes, sig: str | None, timestamp: str | None) -> None:
-        tolerance = self._settings.signature_tolerance_seconds
-        now = self._clock()
         try:
-            signature.verify(raw, sig, timestamp, self._secrets.current(), tolerance, now)
+            self._check(raw, sig, timestamp, self._secrets.current())
         except InvalidSignature:
             # A secret rotated in Secret Manager shows up as a mismatch: re-read once.
             if not (sig and timestamp and self._secrets.refresh()):
                 raise
-            signature.verify(raw, sig, timestamp, self._secrets.current(), tolerance, now)
+            self._check(raw, sig, timestamp, self._secrets.current())
+
+    def _check(
+        self, raw: bytes, sig: str | None, timestamp: str | None, secrets: tuple[str, ...]
+    ) -> None:
+        """PayNow's signature against ``secrets``, within the tolerance, now."""
+        tolerance = self._settings.signature_tolerance_seconds
+        signature.verify(raw, sig, timestamp, secrets, tolerance, self._clock())
 
     def _keep_rejected_body(self, raw: bytes, error: InvalidPayload) -> None:
         """Keep a signed-but-unreadable body once in the DLQ; PayNow retries 400s."""
