@@ -20,12 +20,13 @@
 
 # --- paynow_webhook -------------------------------------------------------------
 # Its time is waiting: in queue mode it awaits a Firestore create and a Publish together on
-# the event loop, a few ms on the emulators and 20-40 ms in the cloud, and spends 1.4 ms of
-# the server's CPU a request (its served floor 1.2; docs/benchmarks/results.md, under
-# load). One vCPU therefore serves about 700 requests/s; 16 at once over 20-40 ms send it
-# 400-800, about what that CPU allows, so a higher concurrency would queue on the CPU, and
-# a lower one would leave it idle while the answers travel. On the two shared cores here it
-# answered 634 and 666 requests/s at 16 and 64 clients (0.92x and 1.00x of the raw floor).
+# the event loop, a few ms on the emulators and 20-40 ms in the cloud, and spends 1.4-1.6 ms
+# of the server's CPU a request (its served floor 1.2-1.4; docs/benchmarks/results.md, under
+# load, the last two full runs). One vCPU therefore serves about 600-700 requests/s; 16 at
+# once over 20-40 ms send it 400-800, about what that CPU allows, so a higher concurrency
+# would queue on the CPU, and a lower one would leave it idle while the answers travel. On
+# the two shared cores here it answered 572-634 and 640-666 requests/s at 16 and 64 clients
+# (0.82-0.92x and 1.00x of the raw floor).
 # Sync mode (the rollback) runs each request on one of the THREADS threads, 16 here, which
 # with WSGI's threads measured best of 8/16/32 for this function. So: 16 per instance ...
 WEBHOOK_CONCURRENCY=16
@@ -42,7 +43,7 @@ WEBHOOK_CPU=1
 # each, 16 at once) and library growth.
 WEBHOOK_MEMORY=512Mi
 # One warm instance: PayNow waits for this answer, and a cold start costs the client
-# libraries' import before the first answer (about 460 ms here on a whole core, import of
+# libraries' import before the first answer (430-460 ms here on a whole core, import of
 # main plus the first answer; more on a cold Cloud Run instance). An idle instance is billed
 # at the idle rate; the others scale from zero.
 WEBHOOK_MIN_INSTANCES=1
