@@ -52,7 +52,8 @@ class Settings:
     scheduler_service_account: str | None
     pubsub_emulator_host: str | None
     firestore_emulator_host: str | None
-    # functions-framework's too: the webhook's threads for what it does not do on its loop
+    # functions-framework's request threads for the worker and reconcile; for the webhook
+    # (on an event loop, where the framework does not read it) its own pool for the rest
     threads: int
 
     @property

@@ -107,6 +107,12 @@ def message(ids: Ids) -> tuple[bytes, dict[str, str]]:
     }
 
 
+def pubsub_message(ids: Ids) -> PubsubMessage:
+    """The contract's message as one Publish RPC carries it, the customer as ordering key."""
+    data, attributes = message(ids)
+    return PubsubMessage(data=data, attributes=attributes, ordering_key=ids.customer)
+
+
 @dataclass(frozen=True)
 class CreditRefs:
     """The documents the points transaction reads and writes, on a sync or an async client."""
@@ -180,11 +186,7 @@ class Floors:
     def publish(self, ids: Ids) -> Any:
         """One Publish RPC started, not awaited: gRPC's own future, no thread of ours (the
         least a concurrent call costs); ``.result()`` awaits it."""
-        data, attributes = message(ids)
-        request = PublishRequest(
-            topic=self._topic,
-            messages=[PubsubMessage(data=data, attributes=attributes, ordering_key=ids.customer)],
-        )
+        request = PublishRequest(topic=self._topic, messages=[pubsub_message(ids)])
         return self._api.transport.publish.future(request)
 
     def create(self, ids: Ids, mode: str = "queue") -> None:
@@ -225,11 +227,9 @@ class AsyncFloors:
 
     async def create_and_publish(self, ids: Ids) -> None:
         """The record's create and one Publish RPC, awaited together."""
-        data, attributes = message(ids)
-        sent = PubsubMessage(data=data, attributes=attributes, ordering_key=ids.customer)
         await asyncio.gather(
             self.db.collection(EVENTS).document(ids.event).create(record(ids, "queue")),
-            self._publisher.publish(topic=self._topic, messages=[sent]),
+            self._publisher.publish(topic=self._topic, messages=[pubsub_message(ids)]),
         )
 
     async def credit(self, ids: Ids, *, recorded: bool) -> None:

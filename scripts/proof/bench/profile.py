@@ -89,6 +89,7 @@ def _thread_layer(frames: list[tuple[str, str]], function: str, depth: int) -> s
 
 
 LOOP_IDLE = "event loop idle (awaiting the function's I/O, or the next request)"
+LOOP_STEP = "BaseEventLoop._run_once"  # the loop's turn: what runs below it is one step
 
 
 def _loop_layer(frames: list[tuple[str, str]], function: str, depth: int) -> str:
@@ -110,9 +111,6 @@ def _loop_layer(frames: list[tuple[str, str]], function: str, depth: int) -> str
     if any("/starlette/" in w or "/functions_framework/" in w for w in where):
         return "uvicorn, starlette + functions-framework around the function"
     return "event loop: the client libraries' callbacks and the loop itself"
-
-
-LOOP_STEP = "BaseEventLoop._run_once"
 
 
 def _outside_libraries(where: str) -> bool:

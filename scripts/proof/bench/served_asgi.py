@@ -7,8 +7,8 @@ environment and settings as the webhook, and Google's async clients on the event
   (``AsyncFloors.create_and_publish``);
 - ``sync_floor``: ``serve_floor`` plus sync mode's least work (``AsyncFloors.credit``);
 - ``webhook_on_threads``: an alternative, measured by ``alternatives`` only: the code's
-  webhook service, unchanged, behind an ASGI shell that runs it on a pool of ``THREADS``
-  threads (the ASGI server without async clients).
+  webhook service, unchanged, behind an ASGI shell that runs it on the webhook's own pool
+  (``runtime.webhook_threads``, ``THREADS`` of them): the ASGI server without async clients.
 
 Each answers a GET 405 as the webhook does (``localstack.start_function`` waits for it).
 """
@@ -16,7 +16,6 @@ Each answers a GET 405 as the webhook does (``localstack.start_function`` waits 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import functools
 import os
 import sys
@@ -78,11 +77,6 @@ async def sync_floor(request: Request) -> JSONResponse:
     return JSONResponse({"status": "processed", "eventId": ids.event})
 
 
-@functools.cache
-def _pool() -> cf.ThreadPoolExecutor:
-    return cf.ThreadPoolExecutor(int(os.environ["THREADS"]))
-
-
 @functions_framework.aio.http
 async def webhook_on_threads(request: Request) -> JSONResponse:
     if (refused := _not_post(request)) is not None:
@@ -90,5 +84,7 @@ async def webhook_on_threads(request: Request) -> JSONResponse:
     raw = await request.body()
     sig, stamp = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
     loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(_pool(), runtime.webhook().accept, raw, sig, stamp)
+    result = await loop.run_in_executor(
+        runtime.webhook_threads(), runtime.webhook().accept, raw, sig, stamp
+    )
     return JSONResponse({"status": result.status, "eventId": result.event_id})
